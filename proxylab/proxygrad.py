@@ -1,0 +1,272 @@
+"""The ProxyGrad operator: a rectifier whose backward slope differs from its forward slope.
+
+Forward:  y = LReLU_{a_f}(x), clamped at ``max_value`` when given (ReLU6: 6).
+Backward: dy/dx = 1 where the ORIGINAL input was positive (and below ``max_value``),
+          a_b where it was negative (or zero), 0 above ``max_value``.
+
+Only the output ``y`` is saved for the backward pass, as ``nn.ReLU`` does: for a forward slope
+a_f >= 0 the sign of y is the sign of x, so no copy of the input is kept.
+
+The activation spec (one string used by notebooks, AM, training and the CLI):
+``"relu"``, ``"leaky:A"``, ``"proxygrad:B"`` (ReLU forward, slope B backward) and
+``"proxygrad:B:A"`` (forward slope A, backward slope B).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from numbers import Real
+from typing import Iterator
+
+import torch
+from torch import nn
+
+RECTIFIERS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU)
+SPEC_HELP = ('accepted specs: "relu", "leaky:A", "proxygrad:B" and "proxygrad:B:A", with slopes A '
+             '(forward) and B (backward) finite numbers >= 0, e.g. "proxygrad:0.1"')
+
+
+def check_slope(value, name: str = "slope") -> float:
+    """Return ``value`` as a float, or raise ``ValueError`` unless it is a finite number >= 0."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    value = float(value)
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0 (negative slopes flip the gradient's sign), got {value}; "
+                         "slopes above 1 are allowed")
+    return value
+
+
+class _ProxyReLUFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, backward_slope, forward_slope, max_value, inplace):
+        if inplace:
+            ctx.mark_dirty(x)
+            y = x.relu_() if forward_slope == 0 else torch.nn.functional.leaky_relu_(x, forward_slope)
+        else:
+            y = torch.relu(x) if forward_slope == 0 else torch.nn.functional.leaky_relu(x, forward_slope)
+        if max_value is not None:
+            y = y.clamp_max_(max_value)
+        ctx.save_for_backward(y)
+        ctx.backward_slope = backward_slope
+        ctx.max_value = max_value
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        # y > 0 exactly where the original x > 0 (forward slope >= 0); one fused kernel.
+        grad_in = torch.ops.aten.leaky_relu_backward(grad, y, ctx.backward_slope, True)
+        if ctx.max_value is not None:
+            grad_in = grad_in.masked_fill_(y >= ctx.max_value, 0.0)
+        return grad_in, None, None, None, None
+
+
+def proxy_relu(x: torch.Tensor, backward_slope: float, forward_slope: float = 0.0,
+               max_value: float | None = None, inplace: bool = False) -> torch.Tensor:
+    """Rectifier with forward slope ``forward_slope`` and backward slope ``backward_slope``.
+
+    Args:
+        x: input tensor.
+        backward_slope: slope used for negative inputs in the backward pass (a_b >= 0).
+        forward_slope: slope used for negative inputs in the forward pass (a_f >= 0; 0 = ReLU).
+        max_value: clamp the output at this value (6 for ReLU6); the gradient above it is 0.
+        inplace: overwrite ``x`` with the result, as ``nn.ReLU(inplace=True)`` does.
+
+    Returns:
+        LReLU_{a_f}(x) (clamped), whose gradient is that of LReLU_{a_b} at the original x.
+    """
+    backward_slope = check_slope(backward_slope, "backward_slope")
+    forward_slope = check_slope(forward_slope, "forward_slope")
+    if max_value is not None:
+        max_value = float(max_value)
+        if not max_value > 0:
+            raise ValueError(f"max_value must be > 0 (ReLU6 uses 6), got {max_value}")
+    return _ProxyReLUFunction.apply(x, backward_slope, forward_slope, max_value, inplace)
+
+
+class ProxyGradReLU(nn.Module):
+    """Module form of :func:`proxy_relu`; a drop-in replacement for ReLU, ReLU6 and LeakyReLU."""
+
+    def __init__(self, backward_slope: float, forward_slope: float = 0.0,
+                 max_value: float | None = None, inplace: bool = False):
+        super().__init__()
+        self.backward_slope = check_slope(backward_slope, "backward_slope")
+        self.forward_slope = check_slope(forward_slope, "forward_slope")
+        self.max_value = None if max_value is None else float(max_value)
+        self.inplace = inplace
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _ProxyReLUFunction.apply(x, self.backward_slope, self.forward_slope,
+                                        self.max_value, self.inplace)
+
+    def extra_repr(self) -> str:
+        parts = [f"backward_slope={self.backward_slope:g}", f"forward_slope={self.forward_slope:g}"]
+        if self.max_value is not None:
+            parts.append(f"max_value={self.max_value:g}")
+        if self.inplace:
+            parts.append("inplace=True")
+        return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------- activation specs
+@dataclass(frozen=True)
+class ActivationSpec:
+    """A parsed activation spec: ``kind`` plus its forward and backward slopes."""
+
+    kind: str  # "relu", "leaky" or "proxygrad"
+    backward_slope: float = 0.0
+    forward_slope: float = 0.0
+
+    def __str__(self) -> str:
+        if self.kind == "relu":
+            return "relu"
+        if self.kind == "leaky":
+            return f"leaky:{self.forward_slope:g}"
+        tail = f":{self.forward_slope:g}" if self.forward_slope else ""
+        return f"proxygrad:{self.backward_slope:g}{tail}"
+
+    @property
+    def label(self) -> str:
+        """A human-readable name for plots and tables."""
+        return {"relu": "ReLU", "leaky": f"Leaky ReLU {self.forward_slope:g}",
+                "proxygrad": f"ProxyGrad {self.backward_slope:g}"}[self.kind] + (
+            f" (fwd {self.forward_slope:g})" if self.kind == "proxygrad" and self.forward_slope else "")
+
+    def module(self, max_value: float | None = None, inplace: bool = False) -> nn.Module:
+        """A fresh activation module for this spec, clamped at ``max_value`` (6 keeps ReLU6)."""
+        if self.kind == "relu":
+            if max_value == 6.0:
+                return nn.ReLU6(inplace=inplace)
+            if max_value is None:
+                return nn.ReLU(inplace=inplace)
+        if self.kind == "leaky" and max_value is None:
+            return nn.LeakyReLU(self.forward_slope, inplace=inplace)
+        return ProxyGradReLU(self.backward_slope, self.forward_slope, max_value, inplace)
+
+
+def _parse_float(text: str, what: str, spec: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"malformed activation spec {spec!r}: {what} {text!r} is not a number; "
+                         f"{SPEC_HELP}") from None
+    try:
+        return check_slope(value, what)
+    except ValueError as err:
+        raise ValueError(f"bad activation spec {spec!r}: {err}; {SPEC_HELP}") from None
+
+
+def parse_activation(spec: "str | ActivationSpec") -> ActivationSpec:
+    """Parse an activation spec string (see module docstring); ``ValueError`` says what is accepted."""
+    if isinstance(spec, ActivationSpec):
+        return spec
+    if not isinstance(spec, str):
+        raise ValueError(f"activation spec must be a string, got {spec!r}; {SPEC_HELP}")
+    kind, *args = spec.strip().lower().split(":")
+    if kind == "relu" and not args:
+        return ActivationSpec("relu")
+    if kind == "leaky" and len(args) == 1:
+        return ActivationSpec("leaky", *(2 * [_parse_float(args[0], "leaky slope", spec)]))
+    if kind == "proxygrad" and len(args) in (1, 2):
+        backward = _parse_float(args[0], "backward slope", spec)
+        forward = _parse_float(args[1], "forward slope", spec) if len(args) == 2 else 0.0
+        return ActivationSpec("proxygrad", backward, forward)
+    if kind in ("relu", "leaky", "proxygrad"):
+        raise ValueError(f"malformed activation spec {spec!r}: wrong number of ':'-separated "
+                         f"values for {kind!r}; {SPEC_HELP}")
+    raise ValueError(f"unknown activation spec {spec!r}; {SPEC_HELP}")
+
+
+# --------------------------------------------------------------------------- model surgery
+def _rectifier_sites(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
+    """Every (parent, attribute name, module) where a ReLU/ReLU6/LeakyReLU/ProxyGradReLU sits."""
+    sites = []
+    for parent in model.modules():
+        for name, child in parent._modules.items():  # not named_children(): it hides repeats
+            if isinstance(child, RECTIFIERS + (ProxyGradReLU,)):
+                sites.append((parent, name, child))
+    if not sites:
+        raise ValueError(
+            f"{type(model).__name__} has no nn.ReLU, nn.ReLU6, nn.LeakyReLU or ProxyGradReLU "
+            "module to convert; rectifiers called functionally (F.relu, torch.relu) cannot be "
+            "swapped: replace them by nn.ReLU modules first")
+    return sites
+
+
+def _clamp_and_slope(module: nn.Module) -> tuple[float | None, float]:
+    """The clamp (6.0 for ReLU6) and forward slope of an existing rectifier module."""
+    if isinstance(module, nn.ReLU6):
+        return 6.0, 0.0
+    if isinstance(module, nn.LeakyReLU):
+        return None, float(module.negative_slope)
+    if isinstance(module, ProxyGradReLU):
+        return module.max_value, module.forward_slope
+    return None, 0.0
+
+
+def _replace(model: nn.Module, make) -> list[tuple[nn.Module, str, nn.Module]]:
+    """Replace every rectifier by ``make(old_module)``; a module shared by several parents
+    (torchvision's ResNet reuses one ReLU per block) gets one shared replacement."""
+    sites = _rectifier_sites(model)
+    new_for = {}
+    for parent, name, old in sites:
+        if id(old) not in new_for:
+            new_for[id(old)] = make(old)
+        setattr(parent, name, new_for[id(old)])
+    return sites
+
+
+def swap_activations(model: nn.Module, spec: "str | ActivationSpec") -> int:
+    """Replace every ReLU, ReLU6 and LeakyReLU of ``model`` in place by the activation ``spec``.
+
+    ReLU6's clamp at 6 and each module's ``inplace`` flag are kept; the forward slope is the
+    spec's (``"proxygrad:B"`` means a ReLU forward). To keep each module's own forward and change
+    only the backward, use :func:`proxygrad`.
+
+    Args:
+        model: the network, changed in place.
+        spec: an activation spec such as ``"relu"``, ``"leaky:0.1"`` or ``"proxygrad:0.1"``.
+
+    Returns:
+        The number of module attributes replaced (9 for torchvision's ResNet18).
+    """
+    spec = parse_activation(spec)
+
+    def make(old):
+        max_value, _ = _clamp_and_slope(old)
+        return spec.module(max_value, inplace=getattr(old, "inplace", False))
+
+    return len(_replace(model, make))
+
+
+@contextlib.contextmanager
+def proxygrad(model: nn.Module, backward_slope: float) -> Iterator[nn.Module]:
+    """Temporarily give every rectifier of ``model`` the backward slope ``backward_slope``.
+
+    Each module keeps its own forward (ReLU, ReLU6's clamp, a LeakyReLU's slope), so the
+    model's outputs do not change; the original modules are restored on exit, also when the
+    body raises.
+
+    Example:
+        >>> with proxygrad(model, 0.1):
+        ...     model(x)[0, target].backward()
+    """
+    backward_slope = check_slope(backward_slope, "backward_slope")
+
+    def make(old):
+        max_value, forward_slope = _clamp_and_slope(old)
+        return ProxyGradReLU(backward_slope, forward_slope, max_value,
+                             inplace=getattr(old, "inplace", False))
+
+    sites = _replace(model, make)
+    try:
+        yield model
+    finally:
+        for parent, name, old in sites:
+            setattr(parent, name, old)

@@ -1,0 +1,242 @@
+"""The ProxyGrad operator, the activation spec and model surgery, against autograd references."""
+import math
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torch.nn import functional as F
+
+import proxylab
+from proxylab import ProxyGradReLU, parse_activation, proxy_relu, proxygrad, swap_activations
+
+
+def away_from_kinks(*shape, max_value=None, seed=0):
+    """float64 inputs at least 0.05 away from 0 (and from max_value), where gradcheck's finite
+    differences would straddle a kink."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, generator=g, dtype=torch.float64) * 3
+    x = torch.where(x.abs() < 0.05, x.abs() + 0.1, x)
+    if max_value is not None:
+        x = torch.where((x - max_value).abs() < 0.05, x + 0.1, x)
+    return x.requires_grad_()
+
+
+def reference(x, slope, max_value=None):
+    """The proxy network's function: LReLU with the backward slope, clamped like the original."""
+    y = F.leaky_relu(x, slope)
+    return y if max_value is None else y.clamp_max(max_value)
+
+
+VARIANTS = [  # (backward slope, forward slope, max_value)
+    (0.0, 0.0, None), (0.1, 0.0, None), (0.3, 0.1, None), (0.2, 0.2, None),
+    (5.0, 0.0, None), (0.1, 0.0, 6.0), (0.2, 0.05, 6.0), (0.0, 0.0, 6.0),
+]
+
+
+@pytest.mark.parametrize("b, a, m", VARIANTS)
+def test_gradcheck_against_the_proxy_network(b, a, m):
+    """The backward of proxy_relu is exactly the derivative of the proxy LReLU_b (gradcheck,
+    float64); the forward is LReLU_a. Straight-through form: value of the proxy, gradient of ours."""
+    x = away_from_kinks(4, 7, max_value=m)
+
+    def f(t):
+        ours = proxy_relu(t, b, a, m)
+        return ours - ours.detach() + reference(t, b, m).detach()
+
+    assert torch.autograd.gradcheck(f, (x,))
+    assert torch.equal(proxy_relu(x, b, a, m), reference(x, a, m))
+
+
+@pytest.mark.parametrize("a, m", [(0.0, None), (0.2, None), (0.0, 6.0), (0.1, 6.0)])
+def test_gradcheck_plain_when_slopes_agree(a, m):
+    x = away_from_kinks(3, 5, max_value=m, seed=1)
+    assert torch.autograd.gradcheck(lambda t: proxy_relu(t, a, a, m), (x,))
+
+
+def grads(fn, x):
+    x = x.clone().requires_grad_()
+    y = fn(x)
+    y.backward(torch.linspace(-1, 2, y.numel()).reshape(y.shape))
+    return y.detach(), x.grad
+
+
+@pytest.mark.parametrize("slope", [0.01, 0.1, 0.2, 1.0, 3.0])
+def test_equal_slopes_give_exactly_leaky_relu(slope):
+    x = torch.randn(1000)
+    x[:10] = 0.0  # the kink: torch's LeakyReLU uses the slope at 0
+    y_ref, g_ref = grads(lambda t: F.leaky_relu(t, slope), x)
+    y, g = grads(lambda t: proxy_relu(t, slope, slope), x)
+    assert torch.equal(y, y_ref) and torch.equal(g, g_ref)
+
+
+def test_zero_backward_slope_gives_exactly_relu_and_relu6():
+    x = torch.randn(1000) * 4
+    x[:10] = 0.0
+    x[10:20] = 6.0
+    for ref, m in [(torch.relu, None), (F.relu6, 6.0)]:
+        y_ref, g_ref = grads(ref, x)
+        y, g = grads(lambda t: proxy_relu(t, 0.0, 0.0, m), x)
+        assert torch.equal(y, y_ref) and torch.equal(g, g_ref)
+
+
+def test_forward_sparse_backward_dense_table2():
+    x = torch.tensor([[-2.0, 1.0], [3.0, -0.5]])
+    y, g = grads(lambda t: proxy_relu(t, 0.1), x)
+    assert torch.equal(y, torch.relu(x))
+    upstream = torch.linspace(-1, 2, 4).reshape(2, 2)
+    assert torch.allclose(g, upstream * torch.tensor([[0.1, 1.0], [1.0, 0.1]]))
+
+
+def test_relu6_clamp_zero_gradient_above_max():
+    x = torch.tensor([-1.0, 3.0, 7.0])
+    y, g = grads(lambda t: proxy_relu(t, 0.5, max_value=6.0), x)
+    assert y.tolist() == [0.0, 3.0, 6.0]
+    up = torch.linspace(-1, 2, 3)
+    assert torch.allclose(g, up * torch.tensor([0.5, 1.0, 0.0]))
+
+
+def test_inplace_gives_correct_gradients_and_saves_no_input_copy():
+    x0 = torch.randn(64, 8)
+    w = torch.randn(8, 8, requires_grad=True)
+    outs = {}
+    for inplace in (False, True):
+        w.grad = None
+        act = ProxyGradReLU(0.2, inplace=inplace)
+        h = x0 @ w
+        y = act(h)
+        if inplace:
+            assert y.data_ptr() == h.data_ptr()
+        y.pow(2).sum().backward()
+        outs[inplace] = (y.detach().clone(), w.grad.clone())
+    assert torch.equal(outs[False][0], outs[True][0])
+    assert torch.equal(outs[False][1], outs[True][1])
+
+
+def test_backward_saves_only_the_output():
+    x = torch.randn(10, requires_grad=True)
+    h = x * 2
+    y = proxy_relu(h, 0.1)
+    saved = [t for t in y.grad_fn.saved_tensors]
+    assert len(saved) == 1 and saved[0].data_ptr() == y.data_ptr()
+
+
+def test_module_repr_and_validation():
+    assert repr(ProxyGradReLU(0.1)) == "ProxyGradReLU(backward_slope=0.1, forward_slope=0)"
+    assert "max_value=6" in repr(ProxyGradReLU(0.1, max_value=6, inplace=True))
+    assert "inplace=True" in repr(ProxyGradReLU(0.1, inplace=True))
+    assert ProxyGradReLU(25.0).backward_slope == 25.0  # high slopes are allowed
+
+
+@pytest.mark.parametrize("bad", [-0.1, math.nan, math.inf, -math.inf, "0.1", None])
+def test_bad_slopes_raise_clear_value_errors(bad):
+    with pytest.raises(ValueError, match=">= 0"):
+        ProxyGradReLU(bad)
+    with pytest.raises(ValueError, match=">= 0"):
+        proxy_relu(torch.zeros(2), 0.1, forward_slope=bad)
+    with pytest.raises(ValueError, match=">= 0"):
+        with proxygrad(nn.Sequential(nn.ReLU()), bad):
+            pass
+
+
+@pytest.mark.parametrize("spec, kind, b, a", [
+    ("relu", "relu", 0.0, 0.0), ("leaky:0.1", "leaky", 0.1, 0.1), ("proxygrad:0.2", "proxygrad", 0.2, 0.0),
+    ("proxygrad:0.3:0.01", "proxygrad", 0.3, 0.01), (" ProxyGrad:2 ", "proxygrad", 2.0, 0.0),
+])
+def test_parse_activation(spec, kind, b, a):
+    s = parse_activation(spec)
+    assert (s.kind, s.backward_slope, s.forward_slope) == (kind, b, a)
+    assert parse_activation(str(s)) == s
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("proxygrad:", "not a number"), ("relu:0.1", "wrong number"), ("foo", "unknown activation"),
+    ("leaky:-1", ">= 0"), ("leaky:nan", "finite"), ("proxygrad:0.1:0.2:0.3", "wrong number"),
+    ("leaky", "wrong number"), (0.1, "must be a string"),
+])
+def test_malformed_specs_say_what_is_accepted(bad, message):
+    with pytest.raises(ValueError, match=message) as err:
+        parse_activation(bad)
+    assert "accepted specs" in str(err.value)
+
+
+def test_resnet18_conversion_count_and_identical_forward():
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    x = torch.randn(2, 3, 64, 64)
+    ref = model(x)
+    assert swap_activations(model, "proxygrad:0.1") == 9
+    assert sum(isinstance(m, ProxyGradReLU) for m in model.modules()) == 9
+    assert not any(isinstance(m, nn.ReLU) for m in model.modules())
+    assert torch.equal(model(x), ref)
+    assert swap_activations(model, "leaky:0.2") == 9
+    assert isinstance(model.layer1[0].relu, nn.LeakyReLU) and model.layer1[0].relu.inplace
+    assert not torch.equal(model(x), ref)
+
+
+def test_proxygrad_changes_gradients_not_outputs_of_resnet18():
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    x = torch.randn(1, 3, 64, 64, requires_grad=True)
+    ref = model(x)
+    (g_ref,) = torch.autograd.grad(ref[0, 3], x)
+    with proxygrad(model, 0.3) as m:
+        out = m(x)
+        (g,) = torch.autograd.grad(out[0, 3], x)
+    assert torch.equal(out, ref)
+    assert not torch.allclose(g, g_ref)
+    (g_after,) = torch.autograd.grad(model(x)[0, 3], x)
+    assert torch.equal(g_after, g_ref)
+
+
+def test_efficientnet_lite0_keeps_relu6_clamp():
+    from efficientnet_lite_pytorch import EfficientNet
+    model = EfficientNet.from_name("efficientnet-lite0").eval()
+    x = torch.randn(1, 3, 64, 64) * 3
+    ref = model(x)
+    n = swap_activations(model, "proxygrad:0.1")
+    assert n == sum(1 for _ in model.modules() if isinstance(_, ProxyGradReLU)) and n >= 17
+    assert all(m.max_value == 6.0 for m in model.modules() if isinstance(m, ProxyGradReLU))
+    assert torch.equal(model(x), ref)
+    swap_activations(model, "relu")
+    assert isinstance(model._swish, nn.ReLU6)
+
+
+def test_context_manager_restores_modules_after_exception():
+    model = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 3), nn.LeakyReLU(0.05), nn.ReLU6())
+    before = list(model)
+    with pytest.raises(RuntimeError, match="boom"):
+        with proxygrad(model, 0.5):
+            assert isinstance(model[1], ProxyGradReLU) and model[3].forward_slope == 0.05
+            assert model[4].max_value == 6.0
+            raise RuntimeError("boom")
+    assert all(a is b for a, b in zip(model, before))
+
+
+def test_shared_module_is_replaced_once_and_shared():
+    relu = nn.ReLU()
+    model = nn.Sequential(nn.Linear(2, 2), relu, nn.Linear(2, 2), relu)
+    assert swap_activations(model, "proxygrad:0.1") == 2
+    assert model[1] is model[3]
+
+
+def test_model_without_rectifiers_raises():
+    class Functional(nn.Module):
+        def forward(self, x):
+            return F.relu(x)
+
+    for model in (nn.Sequential(nn.Linear(2, 2), nn.Tanh()), Functional()):
+        with pytest.raises(ValueError, match="no nn.ReLU"):
+            swap_activations(model, "proxygrad:0.1")
+        with pytest.raises(ValueError, match="F.relu"):
+            with proxygrad(model, 0.1):
+                pass
+
+
+def test_quick_mode_switch(monkeypatch):
+    monkeypatch.setenv("PROXYLAB_QUICK", "1")
+    assert proxylab.quick_mode()
+    monkeypatch.setenv("PROXYLAB_QUICK", "0")
+    assert not proxylab.quick_mode()
+    monkeypatch.delenv("PROXYLAB_QUICK")
+    assert not proxylab.quick_mode()
