@@ -1,0 +1,135 @@
+"""Plotting helpers shared by the notebooks: image grids, curves, sweeps. Each returns its figure."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+
+def to_display(img: torch.Tensor) -> np.ndarray:
+    """An image in [-1, 1] as (H, W) gray or (H, W, 3) RGB in [0, 1] for ``imshow``."""
+    img = img.detach().float().cpu()
+    if img.dim() == 4:
+        img = img[0]
+    if img.dim() == 3 and img.shape[0] == 1:
+        img = img[0]
+    if img.dim() == 3:
+        img = img.permute(1, 2, 0)
+    return ((img.clamp(-1, 1) + 1) / 2).numpy()
+
+
+def image_grid(rows: Mapping[str, Sequence[torch.Tensor]], col_titles: Sequence[str] = (),
+               title: str | None = None, size: float = 1.8, extra_col: bool = False):
+    """Images in a grid: one row per label, in [-1, 1] (gray: black = -1, white = +1).
+
+    Args:
+        rows: row label -> images of that row.
+        col_titles: one title per column.
+        title: the figure title.
+        size: inches per cell.
+        extra_col: leave one empty column on the right (returned axes let callers fill it).
+
+    Returns:
+        The figure (``fig.axes`` holds the axes row by row).
+    """
+    n_rows = len(rows)
+    n_cols = max(len(v) for v in rows.values()) + int(extra_col)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(size * n_cols + 0.8, size * n_rows + 0.4),
+                             squeeze=False)
+    for r, (label, images) in enumerate(rows.items()):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            if c < len(images):
+                ax.imshow(to_display(images[c]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if r == 0 and c < len(col_titles):
+                    ax.set_title(col_titles[c], fontsize=9)
+            elif not (extra_col and c == n_cols - 1):
+                ax.axis("off")
+        axes[r, 0].set_ylabel(label, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def curves(series: Mapping[str, Sequence[float] | torch.Tensor], xlabel: str = "step",
+           ylabel: str = "", title: str | None = None, ax=None, hline: float | None = None):
+    """Line plot of several series (label -> values over x = 0, 1, 2, ...)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.2))
+    for label, values in series.items():
+        ax.plot(torch.as_tensor(values).cpu().numpy(), label=label)
+    if hline is not None:
+        ax.axhline(hline, color="gray", ls=":", lw=1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return ax.figure
+
+
+def sweep_plot(x: Sequence[float], series: Mapping[str, torch.Tensor], xlabel: str = "slope",
+               ylabel: str = "", title: str | None = None, ax=None, logx: bool = False,
+               hline: float | None = None):
+    """Mean ± std over repeats: ``series[label]`` has shape (len(x), repeats)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.5))
+    for label, values in series.items():
+        values = torch.as_tensor(values, dtype=torch.float64).reshape(len(x), -1)
+        std = values.std(dim=1) if values.shape[1] > 1 else torch.zeros(len(x), dtype=torch.float64)
+        ax.errorbar(list(x), values.mean(dim=1).numpy(), yerr=std.numpy(), marker="o", capsize=3,
+                    label=label)
+    if hline is not None:
+        ax.axhline(hline, color="gray", ls=":", lw=1)
+    if logx:
+        ax.set_xscale("symlog", linthresh=min(v for v in x if v > 0))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return ax.figure
+
+
+def toy_runs_figure(results: Mapping[str, "object"], title: str | None = None):
+    """Table 1's rows for several toy AM runs (label -> ToyResult): the images at the kept steps,
+    then one panel with every run's fraction of the optimum over the steps."""
+    rows = {label: list(r.images.values()) for label, r in results.items()}
+    first = next(iter(results.values()))
+    fig = image_grid(rows, [f"step {k}" for k in first.images], title=title, extra_col=True)
+    n_cols = len(fig.axes) // len(rows)
+    for ax in fig.axes[n_cols - 1::n_cols]:
+        ax.remove()
+    ax = fig.add_subplot(1, n_cols, n_cols)
+    curves({label: r.values / r.optimum for label, r in results.items()}, ylabel="fraction of optimum",
+           ax=ax, hline=1.0)
+    ax.set_ylim(min(0.0, min(float(r.values.min() / r.optimum) for r in results.values())), 1.05)
+    fig.tight_layout()
+    return fig
+
+
+def g_figure(a: float, b: float, ax=None):
+    """Figure 1: g(x) = LReLU_a(x) + b·LReLU_a(−x) on [-1, 1], with its two maxima marked."""
+    from .toys import g_formula
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 3))
+    x = torch.linspace(-1, 1, 201)
+    ax.plot(x.numpy(), g_formula(x, a, b).numpy(), label=f"g, a={a:g}, b={b:g}")
+    for end in (-1.0, 1.0):
+        value = g_formula(torch.tensor(end), a, b).item()
+        ax.plot([end], [value], "o", color="C3" if end < 0 else "C2")
+        ax.annotate(f"{'local' if end < 0 else 'global'} max {value:.2f}", (end, value),
+                    textcoords="offset points", xytext=(-30 if end > 0 else 5, 8), fontsize=8)
+    ax.set_xlabel("pixel value x")
+    ax.set_ylabel("g(x)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return ax.figure

@@ -1,0 +1,101 @@
+"""Slope sliders for the notebooks. The logic is plain Python (tested by setting ``.value``);
+ipywidgets only draws it."""
+from __future__ import annotations
+
+import ipywidgets as W
+import matplotlib.pyplot as plt
+from IPython.display import display
+
+from . import toys
+from .plotting import toy_runs_figure
+from .proxygrad import parse_activation
+
+# Which sliders each toy problem uses, and which two specs it compares.
+PROBLEMS = {
+    "sparse": ("(a) sparse gradients: f = Σ ReLU(x)", ("backward",)),
+    "race": ("(b) race of patterns: f = Σ LReLU_a(x)", ("a", "backward")),
+    "local_maxima": ("(c) local maxima: g = Σ LReLU_a(x) + b·LReLU_a(−x)", ("a", "b", "backward")),
+    "conv": ("(d) convolution: g applied to a plus-shaped blur of x", ("a", "b", "backward")),
+}
+
+
+class ToyExplorer:
+    """Sliders for the slopes of one toy problem; every change re-runs AM and redraws.
+
+    It compares the original network (ReLU or Leaky ReLU with slope a) with ProxyGrad (same
+    forward, backward slope from the slider), both from the same seeded start.
+
+    Args:
+        problem: ``"sparse"``, ``"race"``, ``"local_maxima"`` or ``"conv"``.
+        a: forward (Leaky ReLU) slope; b: weight of the mirrored branch in (c)/(d);
+        backward: ProxyGrad's backward slope; steps: AM steps; seed: the random start.
+    """
+
+    def __init__(self, problem: str = "local_maxima", a: float = 0.1, b: float | None = None,
+                 backward: float = 0.6, steps: int = 150, seed: int = 0):
+        if problem not in PROBLEMS:
+            raise ValueError(f"unknown toy problem {problem!r}; choose one of {sorted(PROBLEMS)}")
+        self.problem = problem
+        self.title, used = PROBLEMS[problem]
+        b = (toys.CONV_B if problem == "conv" else 0.5) if b is None else b
+        style = {"description_width": "initial"}
+        make = dict(continuous_update=False, style=style, layout=W.Layout(width="260px"))
+        all_sliders = {
+            "a": W.FloatSlider(value=a, min=0.0, max=1.0, step=0.01, description="forward slope a", **make),
+            "b": W.FloatSlider(value=b, min=0.05, max=0.95, step=0.05, description="b", **make),
+            "backward": W.FloatSlider(value=backward, min=0.0, max=2.0, step=0.05,
+                                      description="backward slope", **make),
+            "steps": W.IntSlider(value=steps, min=0, max=500, step=10, description="steps", **make),
+        }
+        self.sliders = {k: s for k, s in all_sliders.items() if k in used or k == "steps"}
+        self.seed = seed
+        self.output = W.Output()
+        self.summary = W.HTML()
+        for slider in self.sliders.values():
+            slider.observe(lambda change: self.update(), names="value")
+        self.widget = W.VBox([W.HTML(f"<b>{self.title}</b>"), W.HBox(list(self.sliders.values())),
+                              self.summary, self.output])
+        self.results: dict[str, toys.ToyResult] = {}
+        self.update()
+
+    def value(self, name: str, default: float = 0.0) -> float:
+        return self.sliders[name].value if name in self.sliders else default
+
+    def specs(self) -> dict[str, str]:
+        """The two activation specs compared at the current slider values."""
+        a, back = self.value("a"), self.value("backward")
+        original = "relu" if a == 0 else f"leaky:{a:g}"
+        proxy = f"proxygrad:{back:g}" + (f":{a:g}" if a else "")
+        return {parse_activation(spec).label: spec for spec in (original, proxy)}
+
+    def build(self, spec: str) -> toys.ToyProblem:
+        if self.problem in ("sparse", "race"):
+            return toys.sum_problem(spec)
+        make = toys.local_maxima_problem if self.problem == "local_maxima" else toys.conv_problem
+        return make(spec, b=self.value("b"))
+
+    def run(self) -> dict[str, toys.ToyResult]:
+        """Run AM for both specs at the current slider values."""
+        steps = int(self.sliders["steps"].value)
+        keep = (steps // 10, steps // 3) if steps >= 10 else ()
+        return {label: toys.run_toy(self.build(spec), steps, seed=self.seed, snapshot_steps=keep)
+                for label, spec in self.specs().items()}
+
+    def update(self) -> None:
+        """Re-run and redraw (called by every slider change)."""
+        self.results = self.run()
+        self.summary.value = " &nbsp; ".join(f"{label}: <b>{r.fraction:.3f}</b> of the optimum"
+                                             for label, r in self.results.items())
+        self.output.clear_output(wait=True)
+        with self.output:
+            self.figure = toy_runs_figure(self.results, title=self.title)
+            display(self.figure)
+            plt.close(self.figure)
+
+    def _ipython_display_(self):
+        display(self.widget)
+
+
+def toy_explorer(problem: str = "local_maxima", **kwargs) -> ToyExplorer:
+    """One line in a notebook: ``toy_explorer("race")`` shows sliders and live plots."""
+    return ToyExplorer(problem, **kwargs)

@@ -1,0 +1,130 @@
+"""The white-image problems reproduce section 3's failures, and ProxyGrad fixes them."""
+import pytest
+import torch
+
+from proxylab import toys
+from proxylab.ascent import normalized_step
+
+
+def test_sparse_gradients_relu_leaves_negative_pixels_unchanged():
+    r = toys.run_toy(toys.sum_problem("relu"), steps=200)
+    start, end = r.images[0], r.final
+    negative = start <= 0
+    assert negative.any()
+    assert torch.equal(end[negative], start[negative])
+    assert torch.all(end[~negative] == 1.0)
+    assert r.fraction < 0.7
+
+
+@pytest.mark.parametrize("spec", ["leaky:0.05", "leaky:0.2", "proxygrad:0.05", "proxygrad:0.5"])
+def test_sparse_gradients_any_positive_slope_reaches_white(spec):
+    r = toys.run_toy(toys.sum_problem(spec), steps=1500)
+    assert r.fraction >= 0.999
+    assert torch.all(r.final > 0.99)
+
+
+def test_race_of_patterns_leaky_needs_many_more_steps_than_proxygrad():
+    leaky = toys.run_toy(toys.sum_problem("leaky:0.01"), steps=1000)
+    proxy = toys.run_toy(toys.sum_problem("proxygrad:0.5:0.01"), steps=1000)
+    assert proxy.steps_to(0.99) is not None and proxy.steps_to(0.99) < 150
+    assert leaky.steps_to(0.99) is None or leaky.steps_to(0.99) > 5 * proxy.steps_to(0.99)
+    # same forward function: both values are measured with LReLU_0.01
+    assert proxy.optimum == leaky.optimum
+
+
+def test_local_maxima_network_equals_formula_and_its_derivatives():
+    x = toys.random_image(8, seed=3).requires_grad_()
+    for a in (0.0, 0.1, 0.3):
+        problem = toys.local_maxima_problem("relu" if a == 0 else f"leaky:{a}", b=0.5)
+        value = problem(x)
+        assert torch.allclose(value, toys.g_formula(x, a, 0.5).sum(), atol=1e-6)
+        (grad,) = torch.autograd.grad(value.sum(), x)
+        assert torch.allclose(grad, toys.g_derivative(x, a, 0.5), atol=1e-6)
+
+
+def test_proxygrad_derivative_on_negative_pixels_is_backward_slope_minus_b():
+    x = toys.random_image(8, seed=4).requires_grad_()
+    value = toys.local_maxima_problem("proxygrad:0.7", b=0.5)(x)
+    (grad,) = torch.autograd.grad(value.sum(), x)
+    assert torch.allclose(grad[x < 0], torch.tensor(0.7 - 0.5))
+    assert torch.allclose(grad[x > 0], torch.tensor(1.0 - 0.7 * 0.5))
+
+
+@pytest.mark.parametrize("spec", ["relu", "leaky:0.1", "leaky:0.3"])
+def test_local_maxima_relu_and_leaky_below_b_stick_at_about_0_7(spec):
+    r = toys.run_toy(toys.local_maxima_problem(spec, b=0.5), steps=500)
+    assert 0.6 < r.fraction < 0.8
+    assert (r.final == -1).any() and (r.final == 1).any()
+
+
+@pytest.mark.parametrize("backward", [0.6, 1.0, 1.5])
+def test_local_maxima_proxygrad_above_b_reaches_the_optimum(backward):
+    r = toys.run_toy(toys.local_maxima_problem(f"proxygrad:{backward}", b=0.5), steps=500)
+    assert r.fraction >= 0.99
+
+
+@pytest.mark.parametrize("backward", [0.3, 2.5])
+def test_local_maxima_proxygrad_outside_the_window_fails(backward):
+    # b < a_b < 1/b is needed: below b black pixels sink, above 1/b white pixels sink
+    r = toys.run_toy(toys.local_maxima_problem(f"proxygrad:{backward}", b=0.5), steps=500)
+    assert r.fraction < 0.9
+
+
+def test_conv_problem_white_is_the_global_maximum():
+    problem = toys.conv_problem("relu")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 2, (200, 1, 16, 16), generator=g).float() * 2 - 1
+    assert problem(x).max() < problem.optimum() - 1e-6
+
+
+@pytest.mark.parametrize("spec", ["relu", "leaky:0.1"])
+def test_conv_problem_ends_in_a_patterned_local_maximum(spec):
+    for seed in (0, 1):
+        r = toys.run_toy(toys.conv_problem(spec), steps=400, seed=seed)
+        assert r.fraction < 0.9
+        assert (r.final < -0.9).float().mean() > 0.05 and (r.final > 0.9).float().mean() > 0.3
+
+
+def test_conv_problem_relu_pattern_is_a_true_local_maximum():
+    r = toys.run_toy(toys.conv_problem("relu"), steps=2000, seed=2)
+    assert r.fraction < 0.8
+    assert r.values[-1] - r.values[200] < 1e-3 * r.optimum  # (almost) no progress in 1800 steps
+
+
+def test_conv_problem_proxygrad_reaches_white():
+    for seed in (0, 1):
+        r = toys.run_toy(toys.conv_problem("proxygrad:1.0"), steps=400, seed=seed)
+        assert r.fraction >= 0.99
+
+
+def test_slope_sweep_shape_and_trend():
+    fr = toys.slope_sweep(lambda s: toys.local_maxima_problem(f"proxygrad:{s}"), [0.0, 1.0],
+                          steps=300, seeds=(0, 1))
+    assert fr.shape == (2, 2)
+    assert torch.all(fr[1] > fr[0])
+
+
+def test_normalized_step_length_and_dead_gradient():
+    x = torch.zeros(2, 1, 4, 4)
+    grad = torch.zeros_like(x)
+    grad[0] = torch.randn(1, 4, 4)
+    out = normalized_step(x, grad, lr=0.5)
+    assert torch.allclose(out[0].norm(), torch.tensor(0.5))
+    assert torch.equal(out[1], x[1])
+    assert normalized_step(x, grad, lr=100.0).abs().max() <= 1.0
+
+
+def test_forward_backward_table_sparse_forward_dense_backward():
+    x = torch.tensor([[-1.0, 2.0], [0.5, -3.0]])
+    table = toys.forward_backward_table(x)
+    relu_y, relu_g = table["ReLU"]
+    pg_y, pg_g = table["ProxyGrad 0.1"]
+    leaky_y, leaky_g = table["Leaky ReLU 0.1"]
+    assert torch.equal(pg_y, relu_y) and (pg_y == 0).sum() == 2
+    assert torch.equal(pg_g, leaky_g) and (pg_g != 0).all()
+    assert not torch.equal(leaky_y, relu_y)
+
+
+def test_bad_b_raises():
+    with pytest.raises(ValueError, match="b must lie"):
+        toys.local_maxima_problem("relu", b=1.5)
