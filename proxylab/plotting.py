@@ -133,3 +133,26 @@ def g_figure(a: float, b: float, ax=None):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     return ax.figure
+
+
+def activation_figure(specs: Sequence[str], x_range: float = 2.0):
+    """Forward value and backward derivative of each activation spec on [-x_range, x_range],
+    computed by autograd through the real modules (so ProxyGrad's two faces show)."""
+    from .proxygrad import parse_activation
+
+    fig, (ax_f, ax_b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for spec in specs:
+        spec = parse_activation(spec)
+        x = torch.linspace(-x_range, x_range, 401, requires_grad=True)
+        y = spec.module()(x)
+        (grad,) = torch.autograd.grad(y.sum(), x)
+        ax_f.plot(x.detach().numpy(), y.detach().numpy(), label=spec.label)
+        ax_b.plot(x.detach().numpy(), grad.numpy(), label=spec.label)
+    ax_f.set_title("forward: y(x)")
+    ax_b.set_title("backward: the derivative used")
+    for ax in (ax_f, ax_b):
+        ax.set_xlabel("x")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

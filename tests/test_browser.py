@@ -1,0 +1,120 @@
+"""As a person would: JupyterLab in Debian's chromium, run notebook 04, move a slider, see the
+figure change. Skipped only when chromium is absent (never in CI: PROXYLAB_REQUIRE_BROWSER=1)."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+if CHROMIUM is None:
+    if os.environ.get("PROXYLAB_REQUIRE_BROWSER") == "1":
+        raise RuntimeError("chromium is required here (PROXYLAB_REQUIRE_BROWSER=1): apt-get install chromium")
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def jupyterlab(tmp_path):
+    """JupyterLab on a free localhost port, serving a copy of the notebooks (the committed
+    files are never touched); stopped by its own pid."""
+    root = tmp_path / "lab"
+    root.mkdir()
+    for path in (ROOT / "notebooks").glob("*.ipynb"):  # outputs cleared: what shows was made now
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        nb.metadata.pop("widgets", None)
+        nbformat.write(nb, root / path.name)
+    settings = tmp_path / "settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    # render every cell (no windowing), so the last cell's widget is in the page
+    (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+    port = free_port()
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"), JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"),
+               JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"))
+    log = open(tmp_path / "jupyterlab.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.token=",
+         "--ServerApp.password=", "--ServerApp.ip=127.0.0.1", "--allow-root",
+         "--ServerApp.disable_check_xsrf=True", "--LabApp.news_url=None", f"--ServerApp.root_dir={root}"],
+        stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/status", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise RuntimeError(f"JupyterLab did not start: {(tmp_path / 'jupyterlab.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def test_notebook_04_slider_redraws_the_figure(jupyterlab, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            run_notebook_and_move_slider(page, jupyterlab, tmp_path)
+        finally:
+            shot = tmp_path / "notebook04.png"
+            page.screenshot(path=str(shot))
+            print(f"screenshot: {shot}")
+            browser.close()
+
+
+def run_notebook_and_move_slider(page, url, tmp_path):
+    """Open notebook 04, run all cells, move the backward-slope slider; compare before/after."""
+    page.goto(f"{url}/lab/tree/04_proxygrad.ipynb", wait_until="domcontentloaded")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000,
+                           state="attached")
+    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+    slider = page.locator(".widget-slider").nth(2)  # a, b, backward slope, steps
+    slider.wait_for(timeout=120_000)
+    summary = page.locator(".widget-html:has-text('of the optimum')").last
+    figure = page.locator(".widget-output img").last
+    figure.wait_for(timeout=60_000)
+    before_src, before_text = figure.get_attribute("src"), summary.inner_text()
+    assert "backward slope" in slider.inner_text()
+    handle = slider.locator(".noUi-handle")
+    handle.focus()
+    for _ in range(4):  # 0.5 -> 0.3: the convolution toy falls back into a pattern
+        handle.press("ArrowLeft")
+        time.sleep(0.3)
+    page.locator(".widget-html:has-text('ProxyGrad 0.3:')").wait_for(timeout=60_000)
+    deadline = time.time() + 60
+    while figure.get_attribute("src") == before_src and time.time() < deadline:
+        time.sleep(0.5)
+    after_src, after_text = figure.get_attribute("src"), summary.inner_text()
+    assert after_src != before_src, "the figure did not change after moving the slider"
+    assert after_text != before_text and "ProxyGrad 0.3:" in after_text
