@@ -93,7 +93,10 @@ def sweep_plot(x: Sequence[float], series: Mapping[str, torch.Tensor], xlabel: s
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    ax.legend(fontsize=8)
+    if len(series) > 4:  # many curves: keep the legend off the data
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    else:
+        ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return ax.figure
 
@@ -156,3 +159,24 @@ def activation_figure(specs: Sequence[str], x_range: float = 2.0):
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def lrelu_density_figure(slope: float, ax=None):
+    """Density of LReLU_a(X), X ~ N(0, 1), with its mean and ± one std marked (closed forms)."""
+    from .gaussian import closed_form, lrelu_density
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.2))
+    y = torch.linspace(-3.5, 3.5, 701)
+    ax.plot(y.numpy(), lrelu_density(y, slope).numpy(), label=f"density of LReLU_{slope:g}(X)")
+    if slope == 0:
+        ax.annotate("point mass 1/2 at 0", (0, 0.4), fontsize=8)
+    m = closed_form(slope)
+    std = m["var"] ** 0.5
+    ax.axvline(m["mean"], color="C3", label=f"mean {m['mean']:.3f}")
+    ax.axvspan(m["mean"] - std, m["mean"] + std, color="C3", alpha=0.12, label=f"± std {std:.3f}")
+    ax.set_xlabel("y")
+    ax.set_ylim(0, 1.0)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    return ax.figure

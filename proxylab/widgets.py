@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 from IPython.display import display
 
 from . import toys
-from .plotting import toy_runs_figure
+from .plotting import lrelu_density_figure, toy_runs_figure
 from .proxygrad import parse_activation
 
 # Which sliders each toy problem uses, and which two specs it compares.
@@ -99,3 +99,31 @@ class ToyExplorer:
 def toy_explorer(problem: str = "local_maxima", **kwargs) -> ToyExplorer:
     """One line in a notebook: ``toy_explorer("race")`` shows sliders and live plots."""
     return ToyExplorer(problem, **kwargs)
+
+
+class GaussianExplorer:
+    """A slope slider that moves the density of LReLU_a(X), X ~ N(0, 1), with mean and std."""
+
+    def __init__(self, slope: float = 0.1):
+        self.slider = W.FloatSlider(value=slope, min=0.0, max=1.0, step=0.01, description="slope a",
+                                    continuous_update=False)
+        self.output = W.Output()
+        self.summary = W.HTML()
+        self.slider.observe(lambda change: self.update(), names="value")
+        self.widget = W.VBox([self.slider, self.summary, self.output])
+        self.update()
+
+    def update(self) -> None:
+        from .gaussian import closed_form
+
+        m = closed_form(self.slider.value)
+        self.summary.value = (f"mean <b>{m['mean']:.4f}</b>, variance <b>{m['var']:.4f}</b>, "
+                              f"std <b>{m['var'] ** 0.5:.4f}</b>")
+        self.output.clear_output(wait=True)
+        with self.output:
+            self.figure = lrelu_density_figure(self.slider.value)
+            display(self.figure)
+            plt.close(self.figure)
+
+    def _ipython_display_(self):
+        display(self.widget)

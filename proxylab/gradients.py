@@ -1,0 +1,99 @@
+"""Statistics of randomly initialized ResNet18s (paper, section 7 and Appendix 11.3):
+the std of BatchNorm inputs (Figure 4) and the gradient magnitude after the first block's first
+convolution (Table 5), for Leaky ReLU networks and ProxyGrad."""
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+from tqdm.auto import tqdm
+
+from .proxygrad import swap_activations
+
+
+def random_resnet18(spec: str, num_classes: int, seed: int, batchnorm: bool = True) -> nn.Module:
+    """torchvision's ResNet18 with its Kaiming init (seeded), rectifiers set by ``spec``;
+    ``batchnorm=False`` replaces every BatchNorm by the identity."""
+    torch.manual_seed(seed)
+    model = torchvision.models.resnet18(num_classes=num_classes)
+    if spec != "relu":
+        swap_activations(model, spec)
+    if not batchnorm:
+        for parent in list(model.modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, nn.BatchNorm2d):
+                    setattr(parent, name, nn.Identity())
+    for m in model.modules():  # the gradient hook below needs the conv output not overwritten
+        if hasattr(m, "inplace"):
+            m.inplace = False
+    return model.train()
+
+
+def bn_input_std(spec: str, images: torch.Tensor, labels: torch.Tensor | None = None, seed: int = 0,
+                 num_classes: int = 10) -> torch.Tensor:
+    """Std of the input of every BatchNorm layer (in network order) for one random ResNet18."""
+    model = random_resnet18(spec, num_classes, seed)
+    stds = []
+    hooks = [m.register_forward_pre_hook(lambda mod, inp: stds.append(inp[0].std().item()))
+             for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        model(images)
+    for h in hooks:
+        h.remove()
+    return torch.tensor(stds)
+
+
+def first_block_gradient(spec: str, images: torch.Tensor, labels: torch.Tensor, seed: int,
+                         batchnorm: bool = True, num_classes: int = 10) -> float:
+    """Mean |dL/dz| of the cross-entropy loss L, z the output of ``layer1[0].conv1``."""
+    model = random_resnet18(spec, num_classes, seed, batchnorm)
+    grads = []
+
+    def keep_grad(module, inputs, output):
+        output.register_hook(lambda g: grads.append(g.abs().mean().item()))
+
+    hook = model.layer1[0].conv1.register_forward_hook(keep_grad)
+    nn.functional.cross_entropy(model(images), labels).backward()
+    hook.remove()
+    return grads[0]
+
+
+def slope_study(fn, kinds: dict[str, str], slopes, batches: dict, desc: str = "",
+                **kwargs) -> dict[str, torch.Tensor]:
+    """Run ``fn(spec, images, labels, seed=seed, **kwargs)`` for each kind (label -> spec
+    template with ``{s}``, e.g. ``"leaky:{s}"``), slope and seed, where ``batches`` maps each
+    seed to its ``(images, labels)``: every repeat has its own network and its own batch.
+
+    Returns:
+        label -> tensor of shape (slopes, seeds, ...).
+    """
+    seeds = list(batches)
+    out = {}
+    total = len(kinds) * len(slopes) * len(seeds)
+    with tqdm(total=total, desc=desc, leave=False) as bar:
+        for label, template in kinds.items():
+            rows = []
+            for s in slopes:
+                spec = "relu" if s == 0 else template.format(s=s)
+                row = []
+                for seed in seeds:
+                    row.append(torch.as_tensor(fn(spec, *batches[seed], seed=seed, **kwargs)))
+                    bar.update()
+                rows.append(torch.stack(row))
+            out[label] = torch.stack(rows)
+    return out
+
+
+def table5(results: dict[bool, dict[str, torch.Tensor]], slopes, columns=(0.01, 0.1, 0.2)) -> str:
+    """Table 5 as markdown: mean ± std of the gradient magnitude (x 1e-4) per kind and slope,
+    without and with BatchNorm. ``results[batchnorm][kind]`` has shape (slopes, seeds)."""
+    slopes = list(slopes)
+    lines = ["| BatchNorm | activation | ReLU (0) | " + " | ".join(f"slope {c:g}" for c in columns) + " |",
+             "|---|---|---|" + "---|" * len(columns)]
+    for bn, kinds in results.items():
+        for kind, values in kinds.items():
+            v = values * 1e4
+            cells = [f"{v[slopes.index(s)].mean():.3f} ± {v[slopes.index(s)].std():.3f}"
+                     for s in (0.0, *columns)]
+            lines.append(f"| {'with' if bn else 'without'} | {kind} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,64 @@
+"""Leaky ReLU on a Gaussian: sympy against the hand-written closed form and Monte Carlo."""
+import math
+
+import pytest
+import sympy as sp
+
+from proxylab import gaussian
+
+SLOPES = [0.0, 0.01, 0.1, 0.2, 0.5, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("slope", SLOPES)
+def test_sympy_derivation_equals_closed_form(slope):
+    m = gaussian.lrelu_moments()
+    ref = gaussian.closed_form(slope)
+    for key in ("mean", "second", "var"):
+        exact = sp.nsimplify(getattr(m, key).subs(gaussian.a, sp.Rational(str(slope))))
+        assert abs(float(exact) - ref[key]) < 1e-12
+
+
+def test_symbolic_forms_are_exactly_the_papers():
+    m = gaussian.lrelu_moments()
+    a = gaussian.a
+    assert sp.simplify(m.mean - (1 - a) / sp.sqrt(2 * sp.pi)) == 0
+    assert sp.simplify(m.second - (1 + a ** 2) / 2) == 0
+    assert sp.simplify(m.var - ((1 + a ** 2) / 2 - (1 - a) ** 2 / (2 * sp.pi))) == 0
+
+
+def test_variance_increases_on_0_1():
+    values = [gaussian.closed_form(s / 10)["var"] for s in range(11)]
+    assert all(b > a for a, b in zip(values, values[1:]))
+
+
+@pytest.mark.parametrize("slope, mu, sigma", [(0.1, 0.0, 1.0), (0.3, 0.0, 1.0), (0.2, 0.5, 2.0), (0.05, -1.0, 0.5)])
+def test_monte_carlo_within_4_standard_errors(slope, mu, sigma):
+    exact = gaussian.moments(slope, mu, sigma)
+    mc = gaussian.monte_carlo(slope, n=400_000, mu=mu, sigma=sigma, seed=1)
+    for key in ("mean", "second", "var"):
+        value, se = mc[key]
+        assert abs(value - exact[key]) < 4 * se, (key, value, exact[key], se)
+
+
+def test_general_gaussian_reduces_to_standard_and_scales():
+    for slope in (0.0, 0.3):
+        assert gaussian.moments(slope, 0.0, 1.0)["var"] == pytest.approx(gaussian.closed_form(slope)["var"], abs=1e-12)
+        # LReLU is positively homogeneous: sigma scales the mean linearly, the variance quadratically
+        assert gaussian.moments(slope, 0.0, 3.0)["mean"] == pytest.approx(3 * gaussian.closed_form(slope)["mean"], abs=1e-12)
+        assert gaussian.moments(slope, 0.0, 3.0)["var"] == pytest.approx(9 * gaussian.closed_form(slope)["var"], abs=1e-12)
+
+
+def test_density_integrates_to_one_minus_point_mass():
+    import torch
+    y = torch.linspace(-60, 60, 1_200_001, dtype=torch.float64)
+    for slope, mass in [(0.1, 1.0), (0.5, 1.0), (0.0, 0.5)]:
+        total = torch.trapezoid(gaussian.lrelu_density(y, slope), y).item()
+        assert total == pytest.approx(mass, abs=1e-3)  # trapezoid across the jump at 0
+
+
+def test_derivation_steps_render_latex():
+    steps = gaussian.derivation_steps()
+    assert len(steps) >= 6
+    for _, expr in steps:
+        assert sp.latex(expr)
+    assert math.isclose(float(gaussian.closed_form(0)["mean"]), 1 / math.sqrt(2 * math.pi))
