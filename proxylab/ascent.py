@@ -24,7 +24,8 @@ def normalized_step(x: torch.Tensor, grad: torch.Tensor, lr: float) -> torch.Ten
 
 
 def ascend(objective: Objective, x0: torch.Tensor, steps: int, lr: float, *,
-           score: Objective | None = None, after_step: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+           score: Objective | None = None,
+           after_step: Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor] | None = None,
            snapshot_steps: tuple[int, ...] = (), progress: bool = False, desc: str = "AM"):
     """Run normalized gradient ascent.
 
@@ -36,7 +37,8 @@ def ascend(objective: Objective, x0: torch.Tensor, steps: int, lr: float, *,
         lr: the step length (the L2 length of each image's update before clipping).
         score: what is reported per step (default: ``objective``); the paper reports the
             ORIGINAL network's value whatever network made the gradient.
-        after_step: an optional regularization step ``(x, step) -> x`` applied after clipping.
+        after_step: an optional regularization step ``(x, step, grad) -> x`` applied after
+            clipping (``step`` counts from 1; ``grad`` is the raw gradient of this step).
         snapshot_steps: steps (0 = initial image) after which a copy of the batch is kept.
         progress: show a tqdm bar with the current mean score.
 
@@ -59,7 +61,7 @@ def ascend(objective: Objective, x0: torch.Tensor, steps: int, lr: float, *,
             scores.append(value.detach() if score is objective else score(x).detach())
             x = normalized_step(x.detach(), grad, lr)
             if after_step is not None:
-                x = after_step(x, i + 1)
+                x = after_step(x, i + 1, grad).clamp_(-1.0, 1.0)
         if i + 1 in snapshot_steps:
             snapshots[i + 1] = x.clone()
         if progress:

@@ -180,3 +180,18 @@ def lrelu_density_figure(slope: float, ax=None):
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
     return ax.figure
+
+
+def save_png(img: torch.Tensor, path) -> None:
+    """Save one image in [-1, 1] (C, H, W) as a PNG."""
+    from torchvision.utils import save_image
+
+    save_image((img.detach().float().cpu().clamp(-1, 1) + 1) / 2, str(path))
+
+
+def save_grid(images: torch.Tensor, path, nrow: int = 8) -> None:
+    """Save a batch of images in [-1, 1] as one PNG grid."""
+    from torchvision.utils import save_image
+
+    save_image((images.detach().float().cpu().clamp(-1, 1) + 1) / 2, str(path), nrow=nrow, padding=2,
+               pad_value=1.0)

@@ -17,7 +17,7 @@ import contextlib
 import math
 from dataclasses import dataclass
 from numbers import Real
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -45,13 +45,17 @@ def check_slope(value, name: str = "slope") -> float:
 class _ProxyReLUFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, backward_slope, forward_slope, max_value, inplace):
+        F = torch.nn.functional
+        if forward_slope == 0 and max_value is not None:  # ReLU6-like: one fused clamp
+            y = F.hardtanh(x, 0.0, max_value, inplace=inplace)
+        elif forward_slope == 0:
+            y = torch.relu_(x) if inplace else torch.relu(x)
+        else:
+            y = F.leaky_relu(x, forward_slope, inplace=inplace)
+            if max_value is not None:
+                y = y.clamp_max_(max_value)
         if inplace:
             ctx.mark_dirty(x)
-            y = x.relu_() if forward_slope == 0 else torch.nn.functional.leaky_relu_(x, forward_slope)
-        else:
-            y = torch.relu(x) if forward_slope == 0 else torch.nn.functional.leaky_relu(x, forward_slope)
-        if max_value is not None:
-            y = y.clamp_max_(max_value)
         ctx.save_for_backward(y)
         ctx.backward_slope = backward_slope
         ctx.max_value = max_value
@@ -60,10 +64,10 @@ class _ProxyReLUFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
-        # y > 0 exactly where the original x > 0 (forward slope >= 0); one fused kernel.
+        # y > 0 exactly where the original x > 0 (forward slope >= 0): one fused kernel ...
         grad_in = torch.ops.aten.leaky_relu_backward(grad, y, ctx.backward_slope, True)
-        if ctx.max_value is not None:
-            grad_in = grad_in.masked_fill_(y >= ctx.max_value, 0.0)
+        if ctx.max_value is not None:  # ... and one more zeroing y >= max_value (a bool mask is far slower)
+            grad_in = torch.ops.aten.hardtanh_backward(grad_in, y, -math.inf, ctx.max_value)
         return grad_in, None, None, None, None
 
 
@@ -184,13 +188,14 @@ def parse_activation(spec: "str | ActivationSpec") -> ActivationSpec:
 
 
 # --------------------------------------------------------------------------- model surgery
-def _rectifier_sites(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
-    """Every (parent, attribute name, module) where a ReLU/ReLU6/LeakyReLU/ProxyGradReLU sits."""
+def rectifier_sites(model: nn.Module) -> list[tuple[str, nn.Module, str, nn.Module]]:
+    """Every (qualified name, parent, attribute, module) where a ReLU/ReLU6/LeakyReLU/ProxyGradReLU
+    sits, in registration order; raises ``ValueError`` when there is none."""
     sites = []
-    for parent in model.modules():
-        for name, child in parent._modules.items():  # not named_children(): it hides repeats
+    for parent_name, parent in model.named_modules():
+        for attr, child in parent._modules.items():  # not named_children(): it hides repeats
             if isinstance(child, RECTIFIERS + (ProxyGradReLU,)):
-                sites.append((parent, name, child))
+                sites.append((f"{parent_name}.{attr}" if parent_name else attr, parent, attr, child))
     if not sites:
         raise ValueError(
             f"{type(model).__name__} has no nn.ReLU, nn.ReLU6, nn.LeakyReLU or ProxyGradReLU "
@@ -211,15 +216,17 @@ def _clamp_and_slope(module: nn.Module) -> tuple[float | None, float]:
 
 
 def _replace(model: nn.Module, make) -> list[tuple[nn.Module, str, nn.Module]]:
-    """Replace every rectifier by ``make(old_module)``; a module shared by several parents
-    (torchvision's ResNet reuses one ReLU per block) gets one shared replacement."""
-    sites = _rectifier_sites(model)
-    new_for = {}
-    for parent, name, old in sites:
+    """Replace every rectifier by ``make(name, old_module)`` (None: keep it); a module shared by
+    several parents (torchvision's ResNet reuses one ReLU per block) gets one shared replacement.
+    Returns the (parent, attribute, old module) triples that were replaced."""
+    new_for, replaced = {}, []
+    for name, parent, attr, old in rectifier_sites(model):
         if id(old) not in new_for:
-            new_for[id(old)] = make(old)
-        setattr(parent, name, new_for[id(old)])
-    return sites
+            new_for[id(old)] = make(name, old)
+        if new_for[id(old)] is not None:
+            setattr(parent, attr, new_for[id(old)])
+            replaced.append((parent, attr, old))
+    return replaced
 
 
 def swap_activations(model: nn.Module, spec: "str | ActivationSpec") -> int:
@@ -238,7 +245,7 @@ def swap_activations(model: nn.Module, spec: "str | ActivationSpec") -> int:
     """
     spec = parse_activation(spec)
 
-    def make(old):
+    def make(name, old):
         max_value, _ = _clamp_and_slope(old)
         return spec.module(max_value, inplace=getattr(old, "inplace", False))
 
@@ -246,27 +253,41 @@ def swap_activations(model: nn.Module, spec: "str | ActivationSpec") -> int:
 
 
 @contextlib.contextmanager
-def proxygrad(model: nn.Module, backward_slope: float) -> Iterator[nn.Module]:
-    """Temporarily give every rectifier of ``model`` the backward slope ``backward_slope``.
+def proxygrad(model: nn.Module, backward_slope: "float | Callable[[str], float | None]",
+              layers: Callable[[str], bool] | None = None) -> Iterator[nn.Module]:
+    """Temporarily give the rectifiers of ``model`` the backward slope ``backward_slope``.
 
     Each module keeps its own forward (ReLU, ReLU6's clamp, a LeakyReLU's slope), so the
     model's outputs do not change; the original modules are restored on exit, also when the
     body raises.
 
+    Args:
+        model: the network (changed only inside the ``with`` block).
+        backward_slope: one slope for all, or a function of the module's qualified name
+            (``"layer1.0.relu"``) returning its slope, or None to leave that module alone.
+        layers: optional filter on the qualified name; only modules it accepts are converted.
+
     Example:
         >>> with proxygrad(model, 0.1):
         ...     model(x)[0, target].backward()
     """
-    backward_slope = check_slope(backward_slope, "backward_slope")
+    slope_of = backward_slope if callable(backward_slope) else None
+    if slope_of is None:
+        backward_slope = check_slope(backward_slope, "backward_slope")
 
-    def make(old):
+    def make(name, old):
+        if layers is not None and not layers(name):
+            return None
+        slope = slope_of(name) if slope_of else backward_slope
+        if slope is None:
+            return None
         max_value, forward_slope = _clamp_and_slope(old)
-        return ProxyGradReLU(backward_slope, forward_slope, max_value,
+        return ProxyGradReLU(check_slope(slope, f"backward slope of {name}"), forward_slope, max_value,
                              inplace=getattr(old, "inplace", False))
 
-    sites = _replace(model, make)
+    replaced = _replace(model, make)
     try:
         yield model
     finally:
-        for parent, name, old in sites:
-            setattr(parent, name, old)
+        for parent, attr, old in replaced:
+            setattr(parent, attr, old)

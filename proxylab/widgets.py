@@ -127,3 +127,61 @@ class GaussianExplorer:
 
     def _ipython_display_(self):
         display(self.widget)
+
+
+class AMExplorer:
+    """Class, activation kind and slope pickers with a Run button: AM on a real model, showing
+    the image and the original network's logit over the steps."""
+
+    def __init__(self, model, classes=None, steps: int = 20, size: int = 128, slope: float = 0.05):
+        from .models import PAPER_CLASSES
+
+        self.model, self.size = model, size
+        style = {"description_width": "initial"}
+        self.cls = W.Dropdown(options=list(classes or PAPER_CLASSES), description="class", style=style)
+        self.kind = W.Dropdown(options=["relu", "leaky", "proxygrad"], value="proxygrad",
+                               description="activation", style=style)
+        self.slope = W.FloatSlider(value=slope, min=0.0, max=1.0, step=0.01, description="slope",
+                                   continuous_update=False, style=style)
+        self.steps = W.IntSlider(value=steps, min=1, max=200, description="steps", continuous_update=False,
+                                 style=style)
+        self.button = W.Button(description="Run", button_style="primary")
+        self.status = W.HTML()
+        self.output = W.Output()
+        self.button.on_click(lambda _: self.run())
+        self.widget = W.VBox([W.HBox([self.cls, self.kind, self.slope, self.steps, self.button]),
+                              self.status, self.output])
+        self.result = None
+
+    def spec(self) -> str:
+        if self.kind.value == "relu" or self.slope.value == 0:
+            return "relu"
+        return f"{self.kind.value}:{self.slope.value:g}"
+
+    def run(self):
+        """Run AM at the current settings and redraw; returns the :class:`AMResult`."""
+        from . import am, models
+
+        index = models.class_index(self.cls.value)
+        self.status.value = f"running {self.spec()} on {self.cls.value} ..."
+        self.result = am.visualize(self.model, [index], self.spec(), steps=self.steps.value,
+                                   size=self.size, progress=False)
+        logit = self.result.final[0].item()
+        self.status.value = f"{self.cls.value}, {self.spec()}: original-network logit <b>{logit:.2f}</b>"
+        self.output.clear_output(wait=True)
+        with self.output:
+            fig, (ax_img, ax_curve) = plt.subplots(1, 2, figsize=(8, 3.4))
+            from .plotting import curves, to_display
+
+            ax_img.imshow(to_display(self.result.images[0]))
+            ax_img.axis("off")
+            ax_img.set_title(f"{self.cls.value} ({self.spec()})")
+            curves({self.spec(): self.result.scores[:, 0]}, ylabel="original logit", ax=ax_curve)
+            fig.tight_layout()
+            self.figure = fig
+            display(fig)
+            plt.close(fig)
+        return self.result
+
+    def _ipython_display_(self):
+        display(self.widget)

@@ -96,13 +96,14 @@ def test_relu6_clamp_zero_gradient_above_max():
     assert torch.allclose(g, up * torch.tensor([0.5, 1.0, 0.0]))
 
 
-def test_inplace_gives_correct_gradients_and_saves_no_input_copy():
-    x0 = torch.randn(64, 8)
+@pytest.mark.parametrize("max_value, forward_slope", [(None, 0.0), (6.0, 0.0), (None, 0.1), (1.0, 0.1)])
+def test_inplace_gives_correct_gradients_and_saves_no_input_copy(max_value, forward_slope):
+    x0 = torch.randn(64, 8) * 3
     w = torch.randn(8, 8, requires_grad=True)
     outs = {}
     for inplace in (False, True):
         w.grad = None
-        act = ProxyGradReLU(0.2, inplace=inplace)
+        act = ProxyGradReLU(0.2, forward_slope, max_value, inplace=inplace)
         h = x0 @ w
         y = act(h)
         if inplace:
@@ -240,3 +241,17 @@ def test_quick_mode_switch(monkeypatch):
     assert not proxylab.quick_mode()
     monkeypatch.delenv("PROXYLAB_QUICK")
     assert not proxylab.quick_mode()
+
+
+def test_proxygrad_per_layer_filter_and_slopes():
+    model = torchvision.models.resnet18(num_classes=4)
+    with proxygrad(model, 0.2, layers=lambda name: name.startswith("layer1")):
+        converted = [n for n, m in model.named_modules() if isinstance(m, ProxyGradReLU)]
+        assert converted == ["layer1.0.relu", "layer1.1.relu"]
+    with proxygrad(model, lambda name: 0.5 if name == "relu" else None):
+        assert isinstance(model.relu, ProxyGradReLU) and model.relu.backward_slope == 0.5
+        assert isinstance(model.layer1[0].relu, nn.ReLU)
+    assert not any(isinstance(m, ProxyGradReLU) for m in model.modules())
+    with pytest.raises(ValueError, match="backward slope of relu"):
+        with proxygrad(model, lambda name: -1.0):
+            pass

@@ -1,0 +1,104 @@
+"""Cost of proxylab's AM loop, measured side by side in one run.
+
+    python benchmarks/bench_am.py [--size 128] [--batch 4] [--steps 20] [--repeats 3]
+
+1. Time per AM step divided by the time of a bare forward + backward (gradient with respect to the
+   input) of the same model and batch. Target: <= 1.10.
+2. AM time against torch-lucent's ``render_vis`` (FFT parametrization, its standard transforms,
+   Adam) on the same model, image size, batch and number of steps (``pip install torch-lucent``).
+   Target: faster.
+Runs are interleaved and the median of the repeats is reported.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+import proxylab
+from proxylab import am, models
+
+
+def bare_steps(model, x, target, steps):
+    rows = torch.arange(len(target))
+    for _ in range(steps):
+        x = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(model(x)[rows, target].sum(), x)
+
+
+class FromUnitRange(nn.Module):
+    """lucent renders images in [0, 1]; proxylab's models take [-1, 1]."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x * 2 - 1)
+
+
+def lucent_run(model, classes, size, steps):
+    from lucent.optvis import objectives, param, render
+
+    objective = sum(objectives.channel("model", c, batch=i) for i, c in enumerate(classes))
+    render.render_vis(FromUnitRange(model).eval(), objective, param_f=lambda: param.image(size, batch=len(classes)),
+                      thresholds=(steps,), show_image=False, progress=False, preprocess=False)
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="efficientnet-lite0")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    device = proxylab.setup(0)
+    model = models.imagenet_model(args.model, device)
+    classes = [models.class_index(c) for c in models.PAPER_CLASSES][:args.batch]
+    target = torch.tensor(classes, device=device)
+    x = am.initial_images(len(classes), args.size, 0).to(device)
+    try:
+        import lucent  # noqa: F401
+        have_lucent = True
+    except ImportError:
+        have_lucent = False
+    runs = {
+        "bare forward+backward": lambda: bare_steps(model, x, target, args.steps),
+        "proxylab AM relu": lambda: am.visualize(model, classes, "relu", steps=args.steps, size=args.size, progress=False),
+        "proxylab AM proxygrad:0.05": lambda: am.visualize(model, classes, "proxygrad:0.05", steps=args.steps,
+                                                           size=args.size, progress=False),
+    }
+    if have_lucent:
+        runs["lucent render_vis"] = lambda: lucent_run(model, classes, args.size, args.steps)
+    for fn in runs.values():  # warm-up
+        fn()
+    times = {name: [] for name in runs}
+    for _ in range(args.repeats):
+        for name, fn in runs.items():
+            times[name].append(timed(fn))
+    med = {name: statistics.median(t) for name, t in times.items()}
+    base = med["bare forward+backward"]
+    print(f"{args.model}, batch {args.batch}, {args.size}px, {args.steps} steps, {device}, "
+          f"{torch.get_num_threads()} threads, median of {args.repeats} interleaved repeats")
+    print(f"{'run':<30}{'s/run':>8}{'ms/step':>9}{'/ bare':>8}" + ("{:>10}".format("/ lucent") if have_lucent else ""))
+    for name, t in med.items():
+        row = f"{name:<30}{t:8.2f}{t / args.steps * 1e3:9.1f}{t / base:8.3f}"
+        if have_lucent:
+            row += f"{t / med['lucent render_vis']:10.3f}"
+        print(row)
+    if not have_lucent:
+        print("torch-lucent not installed: pip install torch-lucent (the comparison is skipped)")
+
+
+if __name__ == "__main__":
+    main()

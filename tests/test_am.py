@@ -1,0 +1,186 @@
+"""The AM engine on small real models (fast), plus the pretrained EfficientNet-Lite0 where it matters."""
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from proxylab import am, models, regularizers
+from proxylab.cli import main as cli
+
+
+class TinyNet(nn.Module):
+    """A small ReLU CNN with fixed weights: 3 -> 8 -> 16 channels, 5 classes."""
+
+    def __init__(self, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(inplace=True))
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        return self.head(self.features(x).mean(dim=(2, 3)))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return TinyNet().eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def lite():
+    return models.imagenet_model("efficientnet-lite0", device="cpu")
+
+
+def test_scores_increase_for_relu_on_a_real_model(lite):
+    classes = [models.class_index(c) for c in models.PAPER_CLASSES[:4]]
+    r = am.visualize(lite, classes, "relu", steps=8, size=96, progress=False)
+    assert r.scores.shape == (9, 4)
+    mean = r.scores.mean(dim=1)
+    assert mean[-1] > mean[0] + 5
+    assert (mean[2:] > mean[0]).all() and mean[4:].mean() > mean[1:4].mean()
+
+
+def test_batched_equals_per_image_with_the_same_seeds(tiny):
+    batched = am.visualize(tiny, [0, 3, 4], "proxygrad:0.2", steps=5, size=32, seed=7, progress=False)
+    for i, cls in enumerate([0, 3, 4]):
+        single = am.visualize(tiny, [cls], "proxygrad:0.2", steps=5, size=32, seed=7 + i, progress=False)
+        assert torch.allclose(single.images[0], batched.images[i], atol=1e-5)
+        assert torch.allclose(single.scores[:, 0], batched.scores[:, i], atol=1e-4)
+
+
+def test_reported_score_is_the_original_networks_even_for_leaky(tiny):
+    r = am.visualize(tiny, [1, 2], "leaky:0.5", steps=4, size=32, progress=False)
+    with torch.no_grad():
+        original = tiny(r.images)[torch.arange(2), torch.tensor([1, 2])]
+        leaky = am.gradient_network(tiny, "leaky:0.5")
+        with leaky as (twin, same):
+            assert not same
+            proxy_scores = twin(r.images)[torch.arange(2), torch.tensor([1, 2])]
+    assert torch.allclose(r.final, original, atol=1e-5)
+    assert not torch.allclose(r.final, proxy_scores, atol=1e-3)
+    assert all(isinstance(m, nn.ReLU) for m in tiny.features if not isinstance(m, (nn.Conv2d, nn.MaxPool2d)))
+
+
+def test_images_stay_in_the_box_with_regularizers(tiny):
+    regs = [regularizers.L2Decay(0.1), regularizers.Blur(1.0, every=2), regularizers.ClipNorm(20),
+            regularizers.ClipContribution(20), regularizers.Rotate(5), regularizers.Jitter(2)]
+    r = am.visualize(tiny, [0, 1], "proxygrad:0.1", steps=6, lr=0.5, size=32, regularizers=regs, progress=False)
+    assert r.images.min() >= -1 and r.images.max() <= 1
+
+
+def test_channel_and_unit_targets(tiny):
+    target = am.channel_target("features.3", [2, 5])
+    r = am.visualize(tiny, target, "relu", steps=5, size=32, progress=False)
+    assert r.final.shape == (2,) and (r.final > r.scores[0]).all()
+    unit = am.channel_target("features.3", [1], position=(4, 4))
+    assert am.visualize(tiny, unit, "proxygrad:0.3", steps=3, size=32, progress=False).final.shape == (1,)
+
+
+def test_regularizers_each_do_what_they_say():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
+    assert torch.allclose(regularizers.L2Decay(0.1)(x, 1), 0.9 * x)
+    blurred = regularizers.Blur(1.0)(x, 1)
+    assert blurred.var() < x.var() and torch.allclose(blurred.mean(), x.mean(), atol=0.05)
+    assert torch.equal(regularizers.Blur(1.0, every=3)(x, 1), x)  # not on this step
+    clipped = regularizers.ClipNorm(25)(x, 1)
+    for img, out in zip(x, clipped):  # per image: the 25 % of pixels with the smallest RGB norm
+        norms, zeroed = img.norm(dim=0), (out == 0).all(dim=0)
+        assert zeroed.float().mean().item() == pytest.approx(0.25, abs=0.01)
+        assert norms[zeroed].max() <= norms[~zeroed].min()
+        assert torch.equal(out[:, ~zeroed], img[:, ~zeroed])
+    grad = torch.zeros_like(x)
+    grad[:, :, :8] = 1.0  # only the top half contributes
+    contrib = regularizers.ClipContribution(50)(x, 1, grad)
+    assert (contrib[:, :, 8:] == 0).all() and torch.equal(contrib[:, :, :8], x[:, :, :8])
+    rolled = regularizers.Jitter(3, seed=1)(x, 1)
+    shifts = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)
+              if torch.equal(rolled, torch.roll(x, (dy, dx), dims=(-2, -1)))]
+    assert len(shifts) == 1
+    assert regularizers.Rotate(0.0)(x, 1).sub(x).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(steps=0), "steps"), (dict(spec="proxygrad:-1"), ">= 0"), (dict(size=7), "image size"),
+    (dict(spec="foo"), "unknown activation"),
+])
+def test_clear_errors(tiny, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        am.visualize(tiny, [0], **{"steps": 2, "size": 32, "progress": False, **kwargs})
+
+
+def test_wrong_x0_size(tiny):
+    with pytest.raises(ValueError, match="expected"):
+        am.visualize(tiny, [0], steps=1, size=32, x0=torch.zeros(1, 3, 40, 40), progress=False)
+
+
+@pytest.mark.parametrize("name, index", [("pelican", 144), ("billiard table", 736), ("Pool_Table", 736),
+                                         ("analog clock", 409), ("lion", 291), ("king of beasts", 291),
+                                         ("12", 12), (943, 943), ("crane", 517)])
+def test_class_lookup(name, index):
+    assert models.class_index(name) == index
+
+
+def test_unknown_class_gives_closest_matches():
+    with pytest.raises(ValueError, match="closest matches: 'pelican'"):
+        models.class_index("pelicann")
+    with pytest.raises(ValueError, match="out of range"):
+        models.class_index(1000)
+
+
+def test_resnet18_without_weights_names_the_offline_alternative(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # empty cache; the download fails offline
+    import torchvision
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(torchvision.models.ResNet18_Weights.IMAGENET1K_V1, "get_state_dict", offline)
+    with pytest.raises(models.ModelUnavailable, match="efficientnet-lite0"):
+        models.imagenet_model("resnet18")
+
+
+def test_model_takes_images_in_minus_one_one(lite):
+    x = torch.zeros(1, 3, 224, 224)
+    assert torch.allclose(lite.mean + 0 * x[:, :, :1, :1], torch.full((1, 3, 1, 1), 0.498))
+    with torch.no_grad():
+        direct = lite.net((((x + 1) / 2) - 0.498) / 0.502)
+        assert torch.allclose(lite(x), direct)
+
+
+def test_slope_diagnostic_and_suggestion(lite):
+    x = am.initial_images(2, 64, seed=0)
+    d = am.slope_diagnostic(lite, x, [144, 291], [0.01, 0.1, 0.3])
+    assert d.gain.shape == (3, 2) and d.layer_gain.shape[0] == 3
+    assert len(d.layer_names) == d.layer_gain.shape[1] >= 17
+    assert d.cosine[0].mean() > 0.9 and d.cosine[2].mean() < d.cosine[0].mean()
+    assert d.gain[2].median() > d.gain[0].median()
+    assert torch.allclose(d.layer_gain[:, -1], torch.ones(3), atol=1e-4)  # the head's own gradient is exact
+    low, high = am.suggest_slope(d)
+    assert high in (0.01, 0.1) and low == high / 4
+    assert am.suggest_slope(d, min_cosine=1.01) is None
+
+
+def test_cli_visualize_writes_pngs_grid_and_results(tmp_path, capsys):
+    out = tmp_path / "vis"
+    rc = cli(["visualize", "--model", "efficientnet-lite0", "--classes", "pelican,billiard table",
+              "--steps", "2", "--size", "64", "--activation", "proxygrad:0.1", "--seed", "0",
+              "--out", str(out), "--quiet"])
+    assert rc == 0
+    records = json.loads((out / "results.json").read_text())
+    assert [r["class_index"] for r in records] == [144, 736]
+    assert {"class", "class_index", "activation", "steps", "logit"} <= set(records[0])
+    assert records[1]["class"] == "pool table" and records[0]["activation"] == "proxygrad:0.1"
+    assert (out / "grid.png").stat().st_size > 0
+    assert sorted(p.name for p in out.glob("*.png")) == ["144_pelican.png", "736_pool_table.png", "grid.png"]
+
+
+@pytest.mark.parametrize("args, message", [(["--classes", "pelicann"], "closest matches"),
+                                           (["--activation", "proxygrad:"], "not a number"),
+                                           (["--steps", "0"], "steps")])
+def test_cli_visualize_bad_input(tmp_path, capsys, args, message):
+    rc = cli(["visualize", "--out", str(tmp_path / "x"), "--size", "64", "--quiet", *args])
+    assert rc == 2
+    assert message in capsys.readouterr().err
