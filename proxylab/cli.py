@@ -56,6 +56,69 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train ResNet18 or PFNet18 with an activation spec; checkpoints every epoch, --resume continues."""
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(dataset=args.dataset, arch=args.arch, activation=args.activation, epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
+                      subset=args.subset, image_size=args.image_size, out=args.out)
+    metrics = train(cfg, resume=args.resume, progress=not args.quiet, download=args.download)
+    if int(__import__("os").environ.get("RANK", 0)) == 0:
+        print(f"{cfg.dataset} {cfg.arch} {cfg.activation} seed {cfg.seed}: test accuracy "
+              f"{metrics['test_accuracy']:.2f}% after {metrics['epochs']} epochs -> {cfg.out}/metrics.json")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """The Table 4 grid (datasets x nets x activations x seeds): print the commands, or --run them
+    one after another, skipping finished runs and resuming interrupted ones."""
+    import shlex
+    import subprocess
+
+    from .sweep import grid
+
+    runs = grid(args.datasets.split(","), args.archs.split(","), args.activations.split(","),
+                parse_seeds(args.seeds), args.epochs, args.runs_dir, args.extra)
+    todo = [r for r in runs if not r.done]
+    print(f"# {len(runs)} runs, {len(runs) - len(todo)} finished, {len(todo)} to do")
+    for r in todo:
+        line = " ".join(shlex.quote(c) for c in r.command)
+        print(line)
+        if args.run:
+            subprocess.run(r.command, check=True)
+    return 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    """Table 4 from finished runs: mean ± std over seeds, best per row in bold, paper beside it."""
+    from .sweep import collect, table4
+
+    print(table4(collect(args.runs_dir), paper=args.paper))
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    """Check that a dataset is on disk, or --download it (needs internet)."""
+    from . import data
+
+    train, test = data.raw_splits(args.name, download=args.download)
+    print(f"{args.name}: {len(train)} training and {len(test)} test images under {data.data_root()}")
+    return 0
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-4' or '0,2,5' -> a list of seeds."""
+    seeds = []
+    for part in text.split(","):
+        if "-" in part:
+            lo, hi = part.split("-")
+            seeds += range(int(lo), int(hi) + 1)
+        elif part.strip():
+            seeds.append(int(part))
+    return seeds
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m proxylab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +136,45 @@ def build_parser() -> argparse.ArgumentParser:
     vis.add_argument("--out", required=True)
     vis.add_argument("--quiet", action="store_true", help="no progress bar")
     vis.set_defaults(func=cmd_visualize)
+
+    tr = sub.add_parser("train", help=cmd_train.__doc__, description=cmd_train.__doc__ +
+                        " Data-parallel: torchrun --nproc_per_node N -m proxylab train ...")
+    tr.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "caltech101", "cub200", "flowers102"])
+    tr.add_argument("--arch", default="resnet18", choices=["resnet18", "pfnet18"])
+    tr.add_argument("--activation", default="relu", help='"relu", "leaky:A", "proxygrad:B"')
+    tr.add_argument("--epochs", type=int, default=300)
+    tr.add_argument("--batch-size", type=int, default=64, help="global batch (split across processes)")
+    tr.add_argument("--lr", type=float, default=0.003)
+    tr.add_argument("--weight-decay", type=float, default=0.01)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--subset", type=int, default=None, help="use only N training and N test images")
+    tr.add_argument("--image-size", type=int, default=None, help="default 32 (Fashion-MNIST) or 224")
+    tr.add_argument("--out", required=True)
+    tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt; a finished run is kept")
+    tr.add_argument("--download", action="store_true", help="download the dataset if missing (needs internet)")
+    tr.add_argument("--quiet", action="store_true")
+    tr.set_defaults(func=cmd_train)
+
+    sw = sub.add_parser("sweep", help=cmd_sweep.__doc__, description=cmd_sweep.__doc__)
+    sw.add_argument("--datasets", default="caltech101,cub200,flowers102")
+    sw.add_argument("--archs", default="resnet18,pfnet18")
+    sw.add_argument("--activations", default="relu,proxygrad:0.01,proxygrad:0.1,proxygrad:0.2,leaky:0.01,leaky:0.1,leaky:0.2")
+    sw.add_argument("--seeds", default="0-4")
+    sw.add_argument("--epochs", type=int, default=300)
+    sw.add_argument("--runs-dir", default="runs")
+    sw.add_argument("--extra", default="", help='extra train flags, e.g. "--subset 512 --image-size 64"')
+    sw.add_argument("--run", action="store_true", help="run the commands (otherwise only print them)")
+    sw.set_defaults(func=cmd_sweep)
+
+    tb = sub.add_parser("table", help=cmd_table.__doc__, description=cmd_table.__doc__)
+    tb.add_argument("runs_dir")
+    tb.add_argument("--paper", action="store_true", help="put the paper's numbers beside")
+    tb.set_defaults(func=cmd_table)
+
+    da = sub.add_parser("data", help=cmd_data.__doc__, description=cmd_data.__doc__)
+    da.add_argument("name", choices=["fashion-mnist", "caltech101", "cub200", "flowers102"])
+    da.add_argument("--download", action="store_true")
+    da.set_defaults(func=cmd_data)
     return parser
 
 
@@ -80,6 +182,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as err:  # bad input: one clear line, no traceback
+    except (ValueError, FileNotFoundError, FileExistsError) as err:  # bad input: one clear line
         print(f"error: {err}", file=sys.stderr)
         return 2

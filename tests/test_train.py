@@ -1,0 +1,222 @@
+"""Training: datasets in their real on-disk formats, checkpoints, resume after a kill, DDP, sweep, table."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from proxylab import data, sweep
+from proxylab.cli import main as cli
+from proxylab.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def jpg(path, seed, size=(24, 20), mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(path)
+
+
+@pytest.fixture
+def fake_data(tmp_path, monkeypatch):
+    """Tiny Caltech101, CUB-200-2011 and Flowers102 trees in their real layouts."""
+    root = tmp_path / "data"
+    cal = root / "caltech101" / "101_ObjectCategories"
+    for c, name in enumerate(["BACKGROUND_Google", "accordion", "airplanes", "Faces"]):
+        for i in range(1, 32):
+            jpg(cal / name / f"image_{i:04d}.jpg", 100 * c + i, mode="L" if name == "Faces" else "RGB")
+    cub = root / "CUB_200_2011"
+    lines, split, labels = [], [], []
+    for i in range(1, 13):
+        rel = f"{1 + i % 3:03d}.Bird_{i % 3}/bird_{i}.jpg"
+        jpg(cub / "images" / rel, i)
+        lines.append(f"{i} {rel}")
+        split.append(f"{i} {int(i <= 8)}")
+        labels.append(f"{i} {1 + i % 3}")
+    (cub / "images.txt").write_text("\n".join(lines) + "\n")
+    (cub / "train_test_split.txt").write_text("\n".join(split) + "\n")
+    (cub / "image_class_labels.txt").write_text("\n".join(labels) + "\n")
+    from scipy.io import savemat
+    fl = root / "flowers-102"
+    for i in range(1, 11):
+        jpg(fl / "jpg" / f"image_{i:05d}.jpg", 50 + i)
+    savemat(fl / "imagelabels.mat", {"labels": np.array([[1, 2, 1, 2, 3, 3, 1, 2, 3, 1]])})
+    savemat(fl / "setid.mat", {"trnid": np.array([[1, 2, 3]]), "valid": np.array([[4, 5]]),
+                                "tstid": np.array([[6, 7, 8, 9, 10]])})
+    import torchvision
+    # the fixture cannot match the real files' md5 sums; everything else is the real code path
+    monkeypatch.setattr(torchvision.datasets.Flowers102, "_file_dict",
+                        {k: (v[0], None) for k, v in torchvision.datasets.Flowers102._file_dict.items()})
+    monkeypatch.setenv("PROXYLAB_DATA", str(root))
+    return root
+
+
+def test_caltech101_split_drops_background_and_is_reproducible(fake_data):
+    train, test = data.raw_splits("caltech101", seed=3)
+    assert len(train) == 3 * 20 and len(test) == 3 * 10
+    assert set(train.indices).isdisjoint(test.indices)
+    assert data.raw_splits("caltech101", seed=3)[0].indices == train.indices
+    assert data.raw_splits("caltech101", seed=4)[0].indices != train.indices
+    full = train.dataset
+    assert "BACKGROUND_Google" not in full.categories and len(full.categories) == 3
+    tr, te, n = data.load("caltech101", image_size=16, seed=3)
+    x, y = tr[0]
+    assert x.shape == (3, 16, 16) and n == 101
+
+
+def test_cub_official_split(fake_data):
+    train, test = data.raw_splits("cub200")
+    assert len(train) == 8 and len(test) == 4
+    img, label = train[0]
+    assert img.mode == "RGB" and label in (0, 1, 2)
+
+
+def test_flowers_train_and_val_merged(fake_data):
+    train, test = data.raw_splits("flowers102")
+    assert len(train) == 5 and len(test) == 5
+
+
+@pytest.mark.parametrize("name, hint", [("caltech101", "--download"), ("cub200", "CUB_200_2011.tgz"),
+                                        ("flowers102", "--download")])
+def test_missing_dataset_says_how_to_get_it(tmp_path, monkeypatch, name, hint):
+    monkeypatch.setenv("PROXYLAB_DATA", str(tmp_path / "empty"))
+    with pytest.raises(data.DatasetMissing, match=hint):
+        data.raw_splits(name)
+
+
+def test_normalization_stats_are_cached(fake_data):
+    train, _ = data.raw_splits("cub200")
+    mean, std = data.channel_stats("cub200", train)
+    stats = json.loads((fake_data / "stats.json").read_text())
+    assert stats["cub200:8"]["mean"] == mean and len(std) == 3
+    tr, _, _ = data.load("cub200", image_size=16)
+    assert tr.normalize.mean == mean and tr.normalize.std == std
+    (fake_data / "stats.json").write_text(json.dumps({"cub200:8": {"mean": [0.5] * 3, "std": [0.25] * 3}}))
+    assert data.channel_stats("cub200", train) == ([0.5] * 3, [0.25] * 3)  # read, not recomputed
+
+
+def test_augmentation_is_seeded_per_sample_and_epoch(fake_data):
+    tr, te, _ = data.load("cub200", image_size=16, seed=1)
+    epoch0 = [tr[i][0] for i in range(len(tr))]
+    assert all(torch.equal(a, tr[i][0]) for i, a in enumerate(epoch0))  # same sample, same epoch: same image
+    tr.epoch = 5
+    assert any(not torch.equal(a, tr[i][0]) for i, a in enumerate(epoch0))  # new epoch: new crops and flips
+    assert torch.equal(te[0][0], te[0][0])  # no augmentation on the test set
+
+
+def quick_cfg(out, **kw):
+    base = dict(dataset="fashion-mnist", arch="pfnet18", activation="proxygrad:0.1", epochs=2, subset=128,
+                batch_size=32, out=str(out), seed=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_cli_train_writes_metrics(tmp_path):
+    out = tmp_path / "run"
+    rc = cli(["train", "--dataset", "fashion-mnist", "--arch", "pfnet18", "--activation", "proxygrad:0.1",
+              "--epochs", "1", "--subset", "128", "--seed", "0", "--out", str(out), "--quiet"])
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert {"test_accuracy", "epochs", "activation", "arch", "dataset", "seed"} <= set(m)
+    assert m["activation"] == "proxygrad:0.1" and m["epochs"] == 1 and 0 <= m["test_accuracy"] <= 100
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ckpt["epoch"] == 1
+    # no work is lost: a second run into the same folder is refused without --resume
+    assert cli(["train", "--epochs", "1", "--subset", "128", "--out", str(out), "--quiet"]) == 2
+
+
+def test_training_learns(tmp_path):
+    m = train(quick_cfg(tmp_path / "r", arch="resnet18", activation="relu", epochs=3, subset=256), progress=False)
+    losses = [h["train_loss"] for h in m["history"]]
+    assert losses[-1] < losses[0]
+
+
+def test_resume_after_kill_matches_uninterrupted(tmp_path):
+    straight = train(quick_cfg(tmp_path / "a", epochs=3), progress=False)
+    out = tmp_path / "b"
+    cmd = [sys.executable, "-m", "proxylab", "train", "--dataset", "fashion-mnist", "--arch", "pfnet18",
+           "--activation", "proxygrad:0.1", "--epochs", "3", "--subset", "128", "--batch-size", "32",
+           "--seed", "0", "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ckpt["epoch"] < 3, "the run finished before it could be killed"
+    assert not (out / "metrics.json").exists()
+    resumed = train(quick_cfg(out, epochs=3), resume=True, progress=False)
+    for key in ("test_accuracy", "test_loss", "train_loss"):
+        assert resumed[key] == straight[key]
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
+    # resuming a finished run does nothing and returns its metrics
+    assert train(quick_cfg(out, epochs=3), resume=True, progress=False)["test_accuracy"] == straight["test_accuracy"]
+
+
+def test_ddp_two_processes_with_gloo(tmp_path):
+    single = train(quick_cfg(tmp_path / "single", epochs=2, subset=256), progress=False)
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(29500 + os.getpid() % 1000), "-m", "proxylab", "train", "--dataset", "fashion-mnist",
+           "--arch", "pfnet18", "--activation", "proxygrad:0.1", "--epochs", "2", "--subset", "256",
+           "--batch-size", "32", "--seed", "0", "--out", str(out), "--quiet"]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["world_size"] == 2
+    assert m["replica_checksums"][0] == m["replica_checksums"][1]  # replicas stayed in sync
+    assert len(list(out.glob("*.tmp"))) == 0 and (out / "checkpoint.pt").exists()
+    # same global batches, same augmentation; only BatchNorm statistics are per process on CPU
+    losses_ddp = [h["train_loss"] for h in m["history"]]
+    losses_single = [h["train_loss"] for h in single["history"]]
+    assert abs(losses_ddp[0] - losses_single[0]) < 0.1 * losses_single[0]
+    assert losses_ddp[-1] < losses_ddp[0] + 0.05
+    assert abs(m["test_accuracy"] - single["test_accuracy"]) < 25
+
+
+def test_sweep_prints_grid_and_skips_finished(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    done = sweep.run_dir(runs, "fashion-mnist", "pfnet18", "relu", 0)
+    train(quick_cfg(done, activation="relu", epochs=1), progress=False)
+    rc = cli(["sweep", "--datasets", "fashion-mnist", "--archs", "pfnet18", "--activations", "relu,proxygrad:0.1",
+              "--seeds", "0-1", "--epochs", "1", "--runs-dir", str(runs)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "# 4 runs, 1 finished, 3 to do" in out
+    assert out.count("-m proxylab train") == 3 and "--resume" in out
+
+
+def test_table_from_runs_with_paper_numbers(tmp_path):
+    results = {("caltech101", "resnet18", "relu"): [55.0, 57.0], ("caltech101", "resnet18", "proxygrad:0.2"): [63.0, 62.0]}
+    md = sweep.table4(results, paper=True)
+    assert "| caltech101 | resnet18 |" in md
+    assert "**62.5±0.7 (n=2)**" in md and "56.0±1.4 (n=2)" in md
+    assert "paper 56.0±0.6" in md and "paper 62.9±0.8" in md
+    assert "ProxyGrad 0.2" in md.splitlines()[0]
+
+
+def test_table_cli_reads_metrics(tmp_path, capsys):
+    run = tmp_path / "runs" / "x"
+    train(quick_cfg(run, epochs=1, activation="leaky:0.1"), progress=False)
+    assert cli(["table", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "fashion-mnist | pfnet18" in out and "Leaky ReLU 0.1" in out
+
+
+def test_bad_training_input(tmp_path):
+    with pytest.raises(ValueError, match="unknown dataset"):
+        train(quick_cfg(tmp_path / "x", dataset="mnist"))
+    with pytest.raises(ValueError, match=">= 0"):
+        train(quick_cfg(tmp_path / "x", activation="proxygrad:-1"))
+    with pytest.raises(ValueError, match="epochs"):
+        train(quick_cfg(tmp_path / "x", epochs=0))
