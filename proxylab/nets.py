@@ -161,3 +161,23 @@ def build(arch: str, num_classes: int, activation: str = "relu") -> nn.Module:
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     return (resnet18 if arch == "resnet18" else pfnet18)(num_classes, activation)
+
+
+def sparsity(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
+    """Fraction of exactly-zero outputs of every rectifier call on the batch ``x`` (in forward
+    order): ReLU and ProxyGrad keep sparse activations, a Leaky ReLU has none."""
+    from .proxygrad import rectifier_sites
+
+    fractions, handles = {}, []
+    for name, _, _, module in rectifier_sites(model):
+        def hook(mod, inp, out, name=name):
+            key = f"{name}#{sum(k.startswith(name + '#') for k in fractions)}"
+            fractions[key] = (out == 0).float().mean().item()
+        handles.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return fractions

@@ -230,3 +230,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, downloa
         dist.barrier()
         dist.destroy_process_group()
     return metrics
+
+
+def load_trained(out, device=None) -> tuple[nn.Module, dict]:
+    """The network of a run folder (its ``checkpoint.pt``) in eval mode, and the run's config."""
+    ckpt = torch.load(Path(out) / "checkpoint.pt", map_location=device or "cpu", weights_only=True)
+    cfg = ckpt["config"]
+    model = nets.build(cfg["arch"], data.DATASETS[cfg["dataset"]], cfg["activation"])
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), cfg

@@ -56,3 +56,13 @@ def test_pfnet18_proxygrad_keeps_the_forward():
 def test_unknown_arch():
     with pytest.raises(ValueError, match="unknown architecture"):
         nets.build("vgg", 10)
+
+
+def test_sparsity_relu_and_proxygrad_sparse_leaky_dense():
+    x = torch.randn(4, 3, 32, 32)
+    for spec, sparse in [("relu", True), ("proxygrad:0.3", True), ("leaky:0.1", False)]:
+        torch.manual_seed(0)
+        fractions = nets.sparsity(nets.build("pfnet18", 5, spec).eval(), x)
+        assert len(fractions) == 1 + 8 * 4  # stem, and per block 2 PF modules + 2 block rectifiers
+        mean = sum(fractions.values()) / len(fractions)
+        assert (mean > 0.3) if sparse else (mean == 0.0)
