@@ -63,6 +63,6 @@ def test_sparsity_relu_and_proxygrad_sparse_leaky_dense():
     for spec, sparse in [("relu", True), ("proxygrad:0.3", True), ("leaky:0.1", False)]:
         torch.manual_seed(0)
         fractions = nets.sparsity(nets.build("pfnet18", 5, spec).eval(), x)
-        assert len(fractions) == 1 + 8 * 4  # stem, and per block 2 PF modules + 2 block rectifiers
+        assert len(fractions) == 2 + 8 * 4  # stem PF module + stem; per block 2 PF modules + 2 block rectifiers
         mean = sum(fractions.values()) / len(fractions)
         assert (mean > 0.3) if sparse else (mean == 0.0)
