@@ -5,10 +5,10 @@ The operator and the activation spec live in :mod:`proxylab.proxygrad`; run-wide
 """
 from .config import device, quick_mode, setup
 from .proxygrad import (ActivationSpec, ProxyGradReLU, check_slope, parse_activation, proxy_relu,
-                        proxygrad, swap_activations)
+                        proxygrad, swap_activations, swapped)
 
 QUICK = quick_mode()
 
 __all__ = ["ActivationSpec", "ProxyGradReLU", "QUICK", "check_slope", "device", "parse_activation",
-           "proxy_relu", "proxygrad", "quick_mode", "setup", "swap_activations"]
+           "proxy_relu", "proxygrad", "quick_mode", "setup", "swap_activations", "swapped"]
 __version__ = "0.1.0"

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from .ascent import ascend
-from .proxygrad import ActivationSpec, parse_activation, proxygrad, rectifier_sites, swap_activations
+from .proxygrad import (ActivationSpec, parse_activation, proxygrad, rectifier_sites, swap_activations,
+                        swapped)
 
 DEFAULT_LR = 0.02
 DEFAULT_INIT_STD = 0.1
@@ -70,20 +71,24 @@ def channel_target(layer: str, channels: Sequence[int], position: tuple[int, int
 def gradient_network(model: nn.Module, spec: "str | ActivationSpec", layers=None):
     """Yield ``(network for the gradient, same_forward)``.
 
-    ``relu`` uses the model itself; ``proxygrad:B`` converts the model's own rectifiers in place
-    for the duration (forward unchanged, so the score needs no second pass); ``leaky:A`` and
-    ``proxygrad:B:A`` change the forward and use a converted copy.
+    ``relu`` uses the model itself; ``proxygrad:B`` and the backward rules (``guided``,
+    ``deconvnet``, ``redirected``, ``noisy:S``) convert the model's own rectifiers for the duration
+    (forward unchanged, so the score needs no second pass); ``leaky:A`` and ``proxygrad:B:A``
+    change the forward and use a converted copy.
     """
     spec = parse_activation(spec)
+    if layers is not None and spec.kind != "proxygrad":
+        raise ValueError("per-layer conversion (layers=...) is supported for proxygrad:B only")
     if spec.kind == "relu":
         rectifier_sites(model)  # a model without rectifiers is an error, not a silent no-op
         yield model, True
     elif spec.kind == "proxygrad" and spec.forward_slope == 0:
         with proxygrad(model, spec.backward_slope, layers=layers):
             yield model, True
+    elif spec.same_forward:
+        with swapped(model, spec):
+            yield model, True
     else:
-        if layers is not None:
-            raise ValueError("per-layer conversion (layers=...) is supported for proxygrad:B only")
         twin = copy.deepcopy(model)
         swap_activations(twin, spec)
         yield twin, False

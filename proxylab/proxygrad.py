@@ -22,9 +22,13 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from .rules import RULES, BackwardRule
+
 RECTIFIERS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU)
 SPEC_HELP = ('accepted specs: "relu", "leaky:A", "proxygrad:B" and "proxygrad:B:A", with slopes A '
-             '(forward) and B (backward) finite numbers >= 0, e.g. "proxygrad:0.1"')
+             '(forward) and B (backward) finite numbers >= 0, e.g. "proxygrad:0.1"; and the backward '
+             'rules "guided", "deconvnet", "redirected", "noisy:S"')
+BACKWARD_ONLY = ("proxygrad",) + RULES  # kinds whose forward is the original rectifier's
 
 
 def check_slope(value, name: str = "slope") -> float:
@@ -123,13 +127,20 @@ class ProxyGradReLU(nn.Module):
 class ActivationSpec:
     """A parsed activation spec: ``kind`` plus its forward and backward slopes."""
 
-    kind: str  # "relu", "leaky" or "proxygrad"
-    backward_slope: float = 0.0
+    kind: str  # "relu", "leaky", "proxygrad", or a backward rule of proxylab.rules
+    backward_slope: float = 0.0  # for "noisy": the noise scale S
     forward_slope: float = 0.0
 
+    @property
+    def same_forward(self) -> bool:
+        """True when this spec changes only the backward pass of a ReLU network."""
+        return self.kind == "relu" or (self.kind in BACKWARD_ONLY and self.forward_slope == 0)
+
     def __str__(self) -> str:
-        if self.kind == "relu":
-            return "relu"
+        if self.kind in ("relu", "guided", "deconvnet", "redirected"):
+            return self.kind
+        if self.kind == "noisy":
+            return f"noisy:{self.backward_slope:g}"
         if self.kind == "leaky":
             return f"leaky:{self.forward_slope:g}"
         tail = f":{self.forward_slope:g}" if self.forward_slope else ""
@@ -139,11 +150,15 @@ class ActivationSpec:
     def label(self) -> str:
         """A human-readable name for plots and tables."""
         return {"relu": "ReLU", "leaky": f"Leaky ReLU {self.forward_slope:g}",
-                "proxygrad": f"ProxyGrad {self.backward_slope:g}"}[self.kind] + (
+                "proxygrad": f"ProxyGrad {self.backward_slope:g}", "guided": "guided backprop",
+                "deconvnet": "deconvnet", "redirected": "redirected ReLU",
+                "noisy": f"noisy {self.backward_slope:g}"}[self.kind] + (
             f" (fwd {self.forward_slope:g})" if self.kind == "proxygrad" and self.forward_slope else "")
 
     def module(self, max_value: float | None = None, inplace: bool = False) -> nn.Module:
         """A fresh activation module for this spec, clamped at ``max_value`` (6 keeps ReLU6)."""
+        if self.kind in RULES:
+            return BackwardRule(self.kind, self.backward_slope, max_value, inplace)
         if self.kind == "relu":
             if max_value == 6.0:
                 return nn.ReLU6(inplace=inplace)
@@ -181,7 +196,11 @@ def parse_activation(spec: "str | ActivationSpec") -> ActivationSpec:
         backward = _parse_float(args[0], "backward slope", spec)
         forward = _parse_float(args[1], "forward slope", spec) if len(args) == 2 else 0.0
         return ActivationSpec("proxygrad", backward, forward)
-    if kind in ("relu", "leaky", "proxygrad"):
+    if kind in ("guided", "deconvnet", "redirected") and not args:
+        return ActivationSpec(kind)
+    if kind == "noisy" and len(args) == 1:
+        return ActivationSpec("noisy", _parse_float(args[0], "noise scale", spec))
+    if kind in ("relu", "leaky", "proxygrad") + RULES:
         raise ValueError(f"malformed activation spec {spec!r}: wrong number of ':'-separated "
                          f"values for {kind!r}; {SPEC_HELP}")
     raise ValueError(f"unknown activation spec {spec!r}; {SPEC_HELP}")
@@ -194,7 +213,7 @@ def rectifier_sites(model: nn.Module) -> list[tuple[str, nn.Module, str, nn.Modu
     sites = []
     for parent_name, parent in model.named_modules():
         for attr, child in parent._modules.items():  # not named_children(): it hides repeats
-            if isinstance(child, RECTIFIERS + (ProxyGradReLU,)):
+            if isinstance(child, RECTIFIERS + (ProxyGradReLU, BackwardRule)):
                 sites.append((f"{parent_name}.{attr}" if parent_name else attr, parent, attr, child))
     if not sites:
         raise ValueError(
@@ -212,6 +231,8 @@ def _clamp_and_slope(module: nn.Module) -> tuple[float | None, float]:
         return None, float(module.negative_slope)
     if isinstance(module, ProxyGradReLU):
         return module.max_value, module.forward_slope
+    if isinstance(module, BackwardRule):
+        return module.max_value, 0.0
     return None, 0.0
 
 
@@ -250,6 +271,24 @@ def swap_activations(model: nn.Module, spec: "str | ActivationSpec") -> int:
         return spec.module(max_value, inplace=getattr(old, "inplace", False))
 
     return len(_replace(model, make))
+
+
+@contextlib.contextmanager
+def swapped(model: nn.Module, spec: "str | ActivationSpec") -> Iterator[nn.Module]:
+    """:func:`swap_activations` for the duration of a ``with`` block; the original modules are
+    restored on exit, also when the body raises."""
+    spec = parse_activation(spec)
+
+    def make(name, old):
+        max_value, _ = _clamp_and_slope(old)
+        return spec.module(max_value, inplace=getattr(old, "inplace", False))
+
+    replaced = _replace(model, make)
+    try:
+        yield model
+    finally:
+        for parent, attr, old in replaced:
+            setattr(parent, attr, old)
 
 
 @contextlib.contextmanager

@@ -239,3 +239,15 @@ def load_trained(out, device=None) -> tuple[nn.Module, dict]:
     model = nets.build(cfg["arch"], data.DATASETS[cfg["dataset"]], cfg["activation"])
     model.load_state_dict(ckpt["model"])
     return model.eval(), cfg
+
+
+def load_for_am(out, device=None) -> nn.Module:
+    """A trained run's network wrapped to take images in [-1, 1], like the ImageNet models of
+    :mod:`proxylab.models`, so the AM engine and the slope diagnostic apply to it unchanged."""
+    from .models import Normalized
+
+    model, cfg = load_trained(out, device)
+    train_set, _ = data.raw_splits(cfg["dataset"], cfg["seed"])
+    mean, std = data.channel_stats(cfg["dataset"], train_set)
+    size = cfg.get("image_size") or data.DEFAULT_SIZE[cfg["dataset"]]
+    return Normalized(model, mean, std, input_size=size).eval().requires_grad_(False).to(device or "cpu")

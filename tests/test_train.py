@@ -220,3 +220,16 @@ def test_bad_training_input(tmp_path):
         train(quick_cfg(tmp_path / "x", activation="proxygrad:-1"))
     with pytest.raises(ValueError, match="epochs"):
         train(quick_cfg(tmp_path / "x", epochs=0))
+
+
+def test_trained_run_can_be_visualized(tmp_path):
+    from proxylab import am
+    from proxylab.train import load_for_am
+
+    out = tmp_path / "r"
+    train(quick_cfg(out, arch="resnet18", activation="relu", epochs=1), progress=False)
+    model = load_for_am(out)
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+    r = am.visualize(model, [0, 1], "proxygrad:0.1", steps=3, size=32, progress=False)
+    assert r.images.shape == (2, 3, 32, 32) and r.scores.shape == (4, 2)
