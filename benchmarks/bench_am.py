@@ -16,7 +16,6 @@ import statistics
 import time
 
 import torch
-from torch import nn
 
 import proxylab
 from proxylab import am, models
@@ -29,23 +28,10 @@ def bare_steps(model, x, target, steps):
         (g,) = torch.autograd.grad(model(x)[rows, target].sum(), x)
 
 
-class FromUnitRange(nn.Module):
-    """lucent renders images in [0, 1]; proxylab's models take [-1, 1]."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(x * 2 - 1)
-
-
 def lucent_run(model, classes, size, steps):
-    from lucent.optvis import objectives, param, render
+    from proxylab.with_lucent import render
 
-    objective = sum(objectives.channel("model", c, batch=i) for i, c in enumerate(classes))
-    render.render_vis(FromUnitRange(model).eval(), objective, param_f=lambda: param.image(size, batch=len(classes)),
-                      thresholds=(steps,), show_image=False, progress=False, preprocess=False)
+    render(model, classes, "relu", steps=steps, size=size)
 
 
 def timed(fn):

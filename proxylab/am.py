@@ -310,3 +310,16 @@ def slope_sweep(model: nn.Module, targets: Sequence[int], slopes: Sequence[float
                 baseline = rows[-1]
         out[label] = torch.stack(rows)
     return out
+
+
+def compare(model: nn.Module, targets: Sequence[int], specs: Sequence[str], steps: int = 30,
+            **kwargs) -> dict[str, tuple[AMResult, float]]:
+    """Run AM with each spec from the same start; returns spec -> (result, seconds)."""
+    import time
+
+    out = {}
+    for spec in specs:
+        t0 = time.perf_counter()
+        result = visualize(model, targets, spec, steps=steps, progress=False, **kwargs)
+        out[spec] = (result, time.perf_counter() - t0)
+    return out

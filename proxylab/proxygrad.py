@@ -264,25 +264,20 @@ def swap_activations(model: nn.Module, spec: "str | ActivationSpec") -> int:
     Returns:
         The number of module attributes replaced (9 for torchvision's ResNet18).
     """
-    spec = parse_activation(spec)
+    return len(_replace(model, _maker(parse_activation(spec))))
 
+
+def _maker(spec: ActivationSpec):
+    """The replacement function for ``spec``: keeps each old module's clamp and inplace flag."""
     def make(name, old):
         max_value, _ = _clamp_and_slope(old)
         return spec.module(max_value, inplace=getattr(old, "inplace", False))
-
-    return len(_replace(model, make))
+    return make
 
 
 @contextlib.contextmanager
-def swapped(model: nn.Module, spec: "str | ActivationSpec") -> Iterator[nn.Module]:
-    """:func:`swap_activations` for the duration of a ``with`` block; the original modules are
-    restored on exit, also when the body raises."""
-    spec = parse_activation(spec)
-
-    def make(name, old):
-        max_value, _ = _clamp_and_slope(old)
-        return spec.module(max_value, inplace=getattr(old, "inplace", False))
-
+def _temporarily(model: nn.Module, make) -> Iterator[nn.Module]:
+    """Replace rectifiers with ``make`` for a ``with`` block; restore them on exit, also on error."""
     replaced = _replace(model, make)
     try:
         yield model
@@ -291,9 +286,14 @@ def swapped(model: nn.Module, spec: "str | ActivationSpec") -> Iterator[nn.Modul
             setattr(parent, attr, old)
 
 
-@contextlib.contextmanager
+def swapped(model: nn.Module, spec: "str | ActivationSpec"):
+    """:func:`swap_activations` for the duration of a ``with`` block; the original modules are
+    restored on exit, also when the body raises."""
+    return _temporarily(model, _maker(parse_activation(spec)))
+
+
 def proxygrad(model: nn.Module, backward_slope: "float | Callable[[str], float | None]",
-              layers: Callable[[str], bool] | None = None) -> Iterator[nn.Module]:
+              layers: Callable[[str], bool] | None = None):
     """Temporarily give the rectifiers of ``model`` the backward slope ``backward_slope``.
 
     Each module keeps its own forward (ReLU, ReLU6's clamp, a LeakyReLU's slope), so the
@@ -324,9 +324,4 @@ def proxygrad(model: nn.Module, backward_slope: "float | Callable[[str], float |
         return ProxyGradReLU(check_slope(slope, f"backward slope of {name}"), forward_slope, max_value,
                              inplace=getattr(old, "inplace", False))
 
-    replaced = _replace(model, make)
-    try:
-        yield model
-    finally:
-        for parent, attr, old in replaced:
-            setattr(parent, attr, old)
+    return _temporarily(model, make)
