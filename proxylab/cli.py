@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
@@ -64,7 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
                       subset=args.subset, image_size=args.image_size, out=args.out)
     metrics = train(cfg, resume=args.resume, progress=not args.quiet, download=args.download)
-    if int(__import__("os").environ.get("RANK", 0)) == 0:
+    if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, only rank 0 reports
         print(f"{cfg.dataset} {cfg.arch} {cfg.activation} seed {cfg.seed}: test accuracy "
               f"{metrics['test_accuracy']:.2f}% after {metrics['epochs']} epochs -> {cfg.out}/metrics.json")
     return 0

@@ -72,13 +72,6 @@ def caltech101_available(root: Path | None = None) -> bool:
     return (Path(root or data_root()) / "caltech101" / "101_ObjectCategories").is_dir()
 
 
-class Gray3(torch.nn.Module):
-    """Replicate a 1-channel image to 3 channels (Fashion-MNIST into an RGB network)."""
-
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        return img.expand(3, *img.shape[-2:]) if img.shape[-3] == 1 else img
-
-
 def sample_batch(n: int = 32, size: int = 64, seed: int = 0, dataset: str = "auto",
                  root: Path | None = None) -> tuple[torch.Tensor, torch.Tensor, str]:
     """A reproducible batch of real images, standardized per channel, for statistics of random
@@ -97,12 +90,11 @@ def sample_batch(n: int = 32, size: int = 64, seed: int = 0, dataset: str = "aut
     ds = caltech101(root) if dataset == "caltech101" else fashion_mnist(train=True, root=root)
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(ds), generator=g)[:n].tolist()
-    to_tensor = T.Compose([T.PILToTensor(), T.ToDtype(torch.float32, scale=True), Gray3(),
-                           T.Resize((size, size), antialias=True)])
+    resize = T.Resize((size, size), antialias=True)
     images, labels = [], []
     for i in idx:
         img, label = ds[i]
-        images.append(to_tensor(img.convert("RGB") if dataset == "caltech101" else img))
+        images.append(resize(_to_rgb_tensor(img)))  # gray images replicated to 3 channels
         labels.append(label)
     x = torch.stack(images)
     x = (x - x.mean(dim=(0, 2, 3), keepdim=True)) / x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
