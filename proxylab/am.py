@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from .ascent import ascend
-from .proxygrad import (ActivationSpec, parse_activation, proxygrad, rectifier_sites, swap_activations,
-                        swapped)
+from .proxygrad import (ActivationSpec, parse_activation, proxygrad, rectifier_calls, rectifier_sites,
+                        swap_activations, swapped)
 
 DEFAULT_LR = 0.02
 DEFAULT_INIT_STD = 0.1
@@ -212,20 +212,15 @@ class SlopeDiagnostic:
 def _gradients_by_layer(model, x, target, slope, layers):
     """Input gradient and per-rectifier-call output gradients under ProxyGrad with ``slope``."""
     x = x.clone().requires_grad_(True)
-    names, grads, handles = [], {}, []
-    with proxygrad(model, slope, layers=layers):
-        for name, _, _, module in rectifier_sites(model):
-            def hook(mod, inp, out, name=name):
-                key = f"{name}#{sum(n.startswith(name + '#') for n in names)}"
-                names.append(key)
-                out.register_hook(lambda g, key=key: grads.__setitem__(key, g.detach().flatten(1)))
-            handles.append(module.register_forward_hook(hook))
-        try:
-            value = target(model, x)
-            (g_in,) = torch.autograd.grad(value.sum(), x)
-        finally:
-            for h in handles:
-                h.remove()
+    names, grads = [], {}
+
+    def keep(key, out):
+        names.append(key)
+        out.register_hook(lambda g: grads.__setitem__(key, g.detach().flatten(1)))
+
+    with proxygrad(model, slope, layers=layers), rectifier_calls(model, keep):
+        value = target(model, x)
+        (g_in,) = torch.autograd.grad(value.sum(), x)
     return g_in.flatten(1), names, grads
 
 

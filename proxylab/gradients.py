@@ -4,20 +4,17 @@ convolution (Table 5), for Leaky ReLU networks and ProxyGrad."""
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 from tqdm.auto import tqdm
 
-from .proxygrad import swap_activations
+from .nets import resnet18
 
 
 def random_resnet18(spec: str, num_classes: int, seed: int, batchnorm: bool = True) -> nn.Module:
     """torchvision's ResNet18 with its Kaiming init (seeded), rectifiers set by ``spec``;
     ``batchnorm=False`` replaces every BatchNorm by the identity."""
     torch.manual_seed(seed)
-    model = torchvision.models.resnet18(num_classes=num_classes)
-    if spec != "relu":
-        swap_activations(model, spec)
+    model = resnet18(num_classes, spec)
     if not batchnorm:
         for parent in list(model.modules()):
             for name, child in list(parent.named_children()):

@@ -166,18 +166,10 @@ def build(arch: str, num_classes: int, activation: str = "relu") -> nn.Module:
 def sparsity(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     """Fraction of exactly-zero outputs of every rectifier call on the batch ``x`` (in forward
     order): ReLU and ProxyGrad keep sparse activations, a Leaky ReLU has none."""
-    from .proxygrad import rectifier_sites
+    from .proxygrad import rectifier_calls
 
-    fractions, handles = {}, []
-    for name, _, _, module in rectifier_sites(model):
-        def hook(mod, inp, out, name=name):
-            key = f"{name}#{sum(k.startswith(name + '#') for k in fractions)}"
-            fractions[key] = (out == 0).float().mean().item()
-        handles.append(module.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    fractions = {}
+    with torch.no_grad(), rectifier_calls(model, lambda key, out: fractions.__setitem__(
+            key, (out == 0).float().mean().item())):
+        model(x)
     return fractions

@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from .rules import RULES, BackwardRule
+from .rules import RULES, BackwardRule, relu_forward
 
 RECTIFIERS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU)
 SPEC_HELP = ('accepted specs: "relu", "leaky:A", "proxygrad:B" and "proxygrad:B:A", with slopes A '
@@ -49,13 +49,10 @@ def check_slope(value, name: str = "slope") -> float:
 class _ProxyReLUFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, backward_slope, forward_slope, max_value, inplace):
-        F = torch.nn.functional
-        if forward_slope == 0 and max_value is not None:  # ReLU6-like: one fused clamp
-            y = F.hardtanh(x, 0.0, max_value, inplace=inplace)
-        elif forward_slope == 0:
-            y = torch.relu_(x) if inplace else torch.relu(x)
+        if forward_slope == 0:
+            y = relu_forward(x, max_value, inplace)
         else:
-            y = F.leaky_relu(x, forward_slope, inplace=inplace)
+            y = torch.nn.functional.leaky_relu(x, forward_slope, inplace=inplace)
             if max_value is not None:
                 y = y.clamp_max_(max_value)
         if inplace:
@@ -221,6 +218,26 @@ def rectifier_sites(model: nn.Module) -> list[tuple[str, nn.Module, str, nn.Modu
             "module to convert; rectifiers called functionally (F.relu, torch.relu) cannot be "
             "swapped: replace them by nn.ReLU modules first")
     return sites
+
+
+@contextlib.contextmanager
+def rectifier_calls(model: nn.Module, on_output: Callable[[str, torch.Tensor], None]) -> Iterator[nn.Module]:
+    """Call ``on_output(key, output)`` for every rectifier call in the forward passes made inside
+    the ``with`` block; ``key`` is ``"qualified.name#k"``, the k-th call of that module (a module
+    can be called more than once per pass, as torchvision's ResNet blocks do)."""
+    calls: dict[str, int] = {}
+    handles = []
+    for name, _, _, module in rectifier_sites(model):
+        def hook(mod, inp, out, name=name):
+            k = calls.get(name, 0)
+            calls[name] = k + 1
+            on_output(f"{name}#{k}", out)
+        handles.append(module.register_forward_hook(hook))
+    try:
+        yield model
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def _clamp_and_slope(module: nn.Module) -> tuple[float | None, float]:

@@ -24,7 +24,8 @@ from torch import nn
 RULES = ("guided", "deconvnet", "redirected", "noisy")
 
 
-def _forward(x, max_value, inplace):
+def relu_forward(x, max_value=None, inplace=False):
+    """ReLU, or ReLU6-like with ``max_value`` (one fused clamp): bit-identical to nn.ReLU/ReLU6."""
     if max_value is not None:
         return nn.functional.hardtanh(x, 0.0, max_value, inplace=inplace)
     return torch.relu_(x) if inplace else torch.relu(x)
@@ -33,7 +34,7 @@ def _forward(x, max_value, inplace):
 class _RuleFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, rule, param, max_value, inplace, generator):
-        y = _forward(x, max_value, inplace)
+        y = relu_forward(x, max_value, inplace)
         if inplace:
             ctx.mark_dirty(x)
         ctx.save_for_backward(y)

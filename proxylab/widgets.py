@@ -19,6 +19,15 @@ PROBLEMS = {
 }
 
 
+def show_figure(output: W.Output, fig):
+    """Replace what ``output`` shows by ``fig`` (then closed, so it is not drawn twice); returns fig."""
+    output.clear_output(wait=True)
+    with output:
+        display(fig)
+    plt.close(fig)
+    return fig
+
+
 class ToyExplorer:
     """Sliders for the slopes of one toy problem; every change re-runs AM and redraws.
 
@@ -86,11 +95,7 @@ class ToyExplorer:
         self.results = self.run()
         self.summary.value = " &nbsp; ".join(f"{label}: <b>{r.fraction:.3f}</b> of the optimum"
                                              for label, r in self.results.items())
-        self.output.clear_output(wait=True)
-        with self.output:
-            self.figure = toy_runs_figure(self.results, title=self.title)
-            display(self.figure)
-            plt.close(self.figure)
+        self.figure = show_figure(self.output, toy_runs_figure(self.results, title=self.title))
 
     def _ipython_display_(self):
         display(self.widget)
@@ -119,11 +124,7 @@ class GaussianExplorer:
         m = closed_form(self.slider.value)
         self.summary.value = (f"mean <b>{m['mean']:.4f}</b>, variance <b>{m['var']:.4f}</b>, "
                               f"std <b>{m['var'] ** 0.5:.4f}</b>")
-        self.output.clear_output(wait=True)
-        with self.output:
-            self.figure = lrelu_density_figure(self.slider.value)
-            display(self.figure)
-            plt.close(self.figure)
+        self.figure = show_figure(self.output, lrelu_density_figure(self.slider.value))
 
     def _ipython_display_(self):
         display(self.widget)
@@ -168,19 +169,15 @@ class AMExplorer:
                                    size=self.size, progress=False)
         logit = self.result.final[0].item()
         self.status.value = f"{self.cls.value}, {self.spec()}: original-network logit <b>{logit:.2f}</b>"
-        self.output.clear_output(wait=True)
-        with self.output:
-            fig, (ax_img, ax_curve) = plt.subplots(1, 2, figsize=(8, 3.4))
-            from .plotting import curves, to_display
+        from .plotting import curves, to_display
 
-            ax_img.imshow(to_display(self.result.images[0]))
-            ax_img.axis("off")
-            ax_img.set_title(f"{self.cls.value} ({self.spec()})")
-            curves({self.spec(): self.result.scores[:, 0]}, ylabel="original logit", ax=ax_curve)
-            fig.tight_layout()
-            self.figure = fig
-            display(fig)
-            plt.close(fig)
+        fig, (ax_img, ax_curve) = plt.subplots(1, 2, figsize=(8, 3.4))
+        ax_img.imshow(to_display(self.result.images[0]))
+        ax_img.axis("off")
+        ax_img.set_title(f"{self.cls.value} ({self.spec()})")
+        curves({self.spec(): self.result.scores[:, 0]}, ylabel="original logit", ax=ax_curve)
+        fig.tight_layout()
+        self.figure = show_figure(self.output, fig)
         return self.result
 
     def _ipython_display_(self):
