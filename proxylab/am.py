@@ -21,6 +21,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from . import rules
 from .ascent import ascend
 from .proxygrad import (ActivationSpec, parse_activation, proxygrad, rectifier_calls, rectifier_sites,
                         swap_activations, swapped)
@@ -67,6 +68,19 @@ def channel_target(layer: str, channels: Sequence[int], position: tuple[int, int
 
 
 # --------------------------------------------------------------------------- gradient network
+@contextlib.contextmanager
+def evaluating(model: nn.Module):
+    """Put ``model`` in eval mode for a ``with`` block and restore each module's mode after: in
+    train mode BatchNorm would mix the images of a batch and dropout would add noise."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes.items():
+            m.train(mode)
+
+
 @contextlib.contextmanager
 def gradient_network(model: nn.Module, spec: "str | ActivationSpec", layers=None):
     """Yield ``(network for the gradient, same_forward)``.
@@ -141,7 +155,8 @@ def visualize(model: nn.Module, targets: "Target | Sequence[int]", spec: str = "
         steps: number of updates (>= 1).
         lr: RMS change per pixel of one step.
         size: image side in pixels.
-        seed: image ``i`` starts from noise seeded with ``seed + i``.
+        seed: image ``i`` starts from noise seeded with ``seed + i`` (and the ``noisy`` rule's
+            noise for it is drawn from that seed too).
         init_std: std of the initial noise on gray.
         regularizers: callables ``(x, step, grad) -> x`` applied after each update, in order
             (see :mod:`proxylab.regularizers`).
@@ -151,7 +166,8 @@ def visualize(model: nn.Module, targets: "Target | Sequence[int]", spec: str = "
         progress: a tqdm bar with the current mean score.
 
     Returns:
-        An :class:`AMResult`.
+        An :class:`AMResult`. The model runs in eval mode (BatchNorm with its running
+        statistics, so images of a batch never mix); its own mode is restored afterwards.
     """
     spec = parse_activation(spec)
     if not isinstance(steps, int) or steps < 1:
@@ -174,12 +190,15 @@ def visualize(model: nn.Module, targets: "Target | Sequence[int]", spec: str = "
         with torch.no_grad():
             return target(model, img)
 
-    with gradient_network(model, spec, layers) as (net, same_forward):
+    image_seeds = [seed + i for i in range(x.shape[0])]
+    with evaluating(model), gradient_network(model, spec, layers) as (net, same_forward):
+        net.eval()
         x, scores, snaps = ascend(
             lambda img: target(net, img), x, steps, step_length,
             score=None if same_forward else original_score,
-            after_step=regularize if regularizers else None, snapshot_steps=snapshot_steps,
-            progress=progress, desc=f"AM {spec}")
+            after_step=regularize if regularizers else None,
+            before_step=lambda i: rules.set_state(net, i, image_seeds) if spec.kind in rules.RULES else None,
+            snapshot_steps=snapshot_steps, progress=progress, desc=f"AM {spec}")
     return AMResult(x.cpu(), scores.cpu(), list(target.indices), str(spec), steps,
                     {k: v.cpu() for k, v in snaps.items()})
 
@@ -210,7 +229,8 @@ class SlopeDiagnostic:
 
 
 def _gradients_by_layer(model, x, target, slope, layers):
-    """Input gradient and per-rectifier-call output gradients under ProxyGrad with ``slope``."""
+    """Input gradient and per-rectifier-call output gradients under ProxyGrad with ``slope``
+    (None: the model's own, true gradient)."""
     x = x.clone().requires_grad_(True)
     names, grads = [], {}
 
@@ -218,7 +238,8 @@ def _gradients_by_layer(model, x, target, slope, layers):
         names.append(key)
         out.register_hook(lambda g: grads.__setitem__(key, g.detach().flatten(1)))
 
-    with proxygrad(model, slope, layers=layers), rectifier_calls(model, keep):
+    convert = contextlib.nullcontext() if slope is None else proxygrad(model, slope, layers=layers)
+    with convert, rectifier_calls(model, keep):
         value = target(model, x)
         (g_in,) = torch.autograd.grad(value.sum(), x)
     return g_in.flatten(1), names, grads
@@ -226,7 +247,9 @@ def _gradients_by_layer(model, x, target, slope, layers):
 
 def slope_diagnostic(model: nn.Module, images: torch.Tensor, targets: "Target | Sequence[int]",
                      slopes: Sequence[float], layers=None) -> SlopeDiagnostic:
-    """Compare ProxyGrad's gradient with the true gradient (slope 0) at ``images``.
+    """Compare ProxyGrad's gradient with the model's own (true) gradient at ``images``: for a
+    ReLU model the slope-0 gradient; for a Leaky ReLU model of slope a, the proxy at slope a
+    equals it (cosine 1, gain 1).
 
     Args:
         model: the original network (its rectifiers are converted only temporarily).
@@ -241,7 +264,12 @@ def slope_diagnostic(model: nn.Module, images: torch.Tensor, targets: "Target | 
     target = targets if isinstance(targets, Target) else class_target(targets)
     device = next(model.parameters()).device
     images = images.to(device)
-    true_in, names, true_layers = _gradients_by_layer(model, images, target, 0.0, layers)
+    with evaluating(model):
+        return _slope_diagnostic(model, images, target, slopes, layers)
+
+
+def _slope_diagnostic(model, images, target, slopes, layers):
+    true_in, names, true_layers = _gradients_by_layer(model, images, target, None, layers)
     names = [n for n in names if n in true_layers]
     gain, cosine, layer_gain, layer_cosine = [], [], [], []
     cos = nn.functional.cosine_similarity

@@ -26,6 +26,7 @@ def normalized_step(x: torch.Tensor, grad: torch.Tensor, lr: float) -> torch.Ten
 def ascend(objective: Objective, x0: torch.Tensor, steps: int, lr: float, *,
            score: Objective | None = None,
            after_step: Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor] | None = None,
+           before_step: Callable[[int], None] | None = None,
            snapshot_steps: tuple[int, ...] = (), progress: bool = False, desc: str = "AM"):
     """Run normalized gradient ascent.
 
@@ -39,6 +40,8 @@ def ascend(objective: Objective, x0: torch.Tensor, steps: int, lr: float, *,
             ORIGINAL network's value whatever network made the gradient.
         after_step: an optional regularization step ``(x, step, grad) -> x`` applied after
             clipping (``step`` counts from 1; ``grad`` is the raw gradient of this step).
+        before_step: an optional ``step -> None`` called before each gradient (``step`` counts
+            from 0), e.g. to tell step-dependent backward rules where the loop is.
         snapshot_steps: steps (0 = initial image) after which a copy of the batch is kept.
         progress: show a tqdm bar with the current mean score.
 
@@ -54,6 +57,8 @@ def ascend(objective: Objective, x0: torch.Tensor, steps: int, lr: float, *,
     scores = []
     bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
     for i in bar:
+        if before_step is not None:
+            before_step(i)
         x.requires_grad_(True)
         value = objective(x)
         (grad,) = torch.autograd.grad(value.sum(), x)

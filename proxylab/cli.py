@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import torch
 
@@ -63,7 +64,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(dataset=args.dataset, arch=args.arch, activation=args.activation, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
-                      subset=args.subset, image_size=args.image_size, out=args.out)
+                      subset=args.subset, image_size=args.image_size, out=args.out,
+                      lr_milestones=tuple(parse_floats(args.lr_milestones, "--lr-milestones")),
+                      lr_gamma=args.lr_gamma, clip_grad_norm=args.clip_grad_norm,
+                      decay_norm_and_bias=args.decay_norm_and_bias)
     metrics = train(cfg, resume=args.resume, progress=not args.quiet, download=args.download)
     if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, only rank 0 reports
         print(f"{cfg.dataset} {cfg.arch} {cfg.activation} seed {cfg.seed}: test accuracy "
@@ -71,31 +75,56 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Run one of the paper's experiments as a grid of jobs (resumable; local or Ray engine),
+    then merge the job files into the figure's JSON and PNG."""
+    from . import experiments
+    from .runner import reproduce
+
+    if args.list:
+        print(experiments.listing())
+        return 0
+    if not args.name:
+        raise ValueError("name an experiment (python -m proxylab reproduce --list shows them), "
+                         "e.g. python -m proxylab reproduce figure2 --out results")
+    command = "python -m proxylab " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["reproduce"] else None
+    merged = reproduce(args.name, args.out, engine=args.engine, address=args.address, progress=not args.quiet,
+                       num_cpus=args.num_cpus, merge_only=args.merge_only, command=command)
+    prov = merged["provenance"]
+    if "markdown" in merged:
+        print(merged["markdown"])
+    print(f"{args.name}: {prov['jobs_finished']}/{prov['jobs']} jobs finished -> {Path(args.out) / args.name}")
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
-    """The Table 4 grid (datasets x nets x activations x seeds): print the commands, or --run them
-    one after another, skipping finished runs and resuming interrupted ones."""
-    import shlex
-    import subprocess
+    """The paper's Table 4 grid through the experiment runner: print the jobs still to do (as
+    train commands), or --run them (same as: reproduce table4-paper)."""
+    from . import experiments
+    from .runner import Folder, reproduce
 
-    from .sweep import grid
-
-    runs = grid(args.datasets.split(","), args.archs.split(","), args.activations.split(","),
-                parse_seeds(args.seeds), args.epochs, args.runs_dir, args.extra)
-    todo = [r for r in runs if not r.done]
-    print(f"# {len(runs)} runs, {len(runs) - len(todo)} finished, {len(todo)} to do")
-    for r in todo:
-        line = " ".join(shlex.quote(c) for c in r.command)
-        print(line)
-        if args.run:
-            subprocess.run(r.command, check=True)
+    exp = experiments.get(args.experiment)
+    folder = Folder(args.out, exp, quick=False)
+    jobs = exp.jobs(False)
+    todo = [p for p in jobs if not folder.path(p).exists()]
+    print(f"# {len(jobs)} runs of {exp.name}, {len(jobs) - len(todo)} finished, {len(todo)} to do")
+    if args.run:
+        reproduce(exp.name, args.out, engine=args.engine, quick=False, progress=not args.quiet)
+        return 0
+    for p in todo:
+        flags = [f"--dataset {p['dataset']}", f"--arch {p['arch']}", f"--activation {p['activation']}",
+                 f"--seed {p['seed']}", f"--epochs {p['epochs']}"]
+        print(f"python -m proxylab train {' '.join(flags)} --out {folder.workdir(p)} --resume")
+    print(f"# or all of them, resumable: python -m proxylab reproduce {exp.name} --out {args.out} [--engine ray]")
     return 0
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    """Table 4 from finished runs: mean ± std over seeds, best per row in bold, paper beside it."""
-    from .sweep import collect, table4
+    """Table 4 from finished runs, one table per protocol: mean ± std over seeds, best per row in
+    bold, the paper beside it."""
+    from .sweep import collect, tables
 
-    print(table4(collect(args.runs_dir), paper=args.paper))
+    print(tables(collect(args.runs_dir), paper=args.paper))
     return 0
 
 
@@ -106,6 +135,14 @@ def cmd_data(args: argparse.Namespace) -> int:
     train, test = data.raw_splits(args.name, download=args.download)
     print(f"{args.name}: {len(train)} training and {len(test)} test images under {data.data_root()}")
     return 0
+
+
+def parse_floats(text: str, flag: str) -> list[float]:
+    """'0.5,0.75' -> [0.5, 0.75]; a clear error otherwise."""
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} takes comma-separated numbers, e.g. 0.5,0.75; got {text!r}") from None
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -146,7 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=int, default=300)
     tr.add_argument("--batch-size", type=int, default=64, help="global batch (split across processes)")
     tr.add_argument("--lr", type=float, default=0.003)
-    tr.add_argument("--weight-decay", type=float, default=0.01)
+    tr.add_argument("--weight-decay", type=float, default=0.01, help="on conv/linear weights (see --decay-norm-and-bias)")
+    tr.add_argument("--decay-norm-and-bias", action="store_true",
+                    help="also decay BatchNorm parameters and biases (default: not, as LAMB's authors do)")
+    tr.add_argument("--clip-grad-norm", type=float, default=None,
+                    help="clip the global gradient norm (default: no clipping; timm's Lamb would clip at 1.0)")
+    tr.add_argument("--lr-milestones", default="0.5,0.75", help="fractions of the epochs where the LR drops")
+    tr.add_argument("--lr-gamma", type=float, default=0.1, help="factor of each LR drop")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--subset", type=int, default=None, help="use only N training and N test images")
     tr.add_argument("--image-size", type=int, default=None, help="default 32 (Fashion-MNIST) or 224")
@@ -156,15 +199,24 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--quiet", action="store_true")
     tr.set_defaults(func=cmd_train)
 
+    rp = sub.add_parser("reproduce", help=cmd_reproduce.__doc__, description=cmd_reproduce.__doc__)
+    rp.add_argument("name", nargs="?", help="figure2, table3, figure3, table4, table4-paper, table5, figure4")
+    rp.add_argument("--out", default="results", help="results root; the experiment writes OUT/NAME/")
+    rp.add_argument("--engine", default="local", choices=["local", "ray"],
+                    help="local: this process, in order; ray: one Ray task per job (pip install 'proxylab[ray]')")
+    rp.add_argument("--address", default=None, help="Ray cluster to join, e.g. auto (default: start a local Ray)")
+    rp.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
+    rp.add_argument("--merge-only", action="store_true", help="merge the finished jobs, run nothing")
+    rp.add_argument("--list", action="store_true", help="list the experiments with protocol and cost")
+    rp.add_argument("--quiet", action="store_true")
+    rp.set_defaults(func=cmd_reproduce)
+
     sw = sub.add_parser("sweep", help=cmd_sweep.__doc__, description=cmd_sweep.__doc__)
-    sw.add_argument("--datasets", default="caltech101,cub200,flowers102")
-    sw.add_argument("--archs", default="resnet18,pfnet18")
-    sw.add_argument("--activations", default="relu,proxygrad:0.01,proxygrad:0.1,proxygrad:0.2,leaky:0.01,leaky:0.1,leaky:0.2")
-    sw.add_argument("--seeds", default="0-4")
-    sw.add_argument("--epochs", type=int, default=300)
-    sw.add_argument("--runs-dir", default="runs")
-    sw.add_argument("--extra", default="", help='extra train flags, e.g. "--subset 512 --image-size 64"')
-    sw.add_argument("--run", action="store_true", help="run the commands (otherwise only print them)")
+    sw.add_argument("--experiment", default="table4-paper", choices=["table4-paper", "table4"])
+    sw.add_argument("--out", default="runs")
+    sw.add_argument("--engine", default="local", choices=["local", "ray"])
+    sw.add_argument("--run", action="store_true", help="run the jobs (otherwise only print them)")
+    sw.add_argument("--quiet", action="store_true")
     sw.set_defaults(func=cmd_sweep)
 
     tb = sub.add_parser("table", help=cmd_table.__doc__, description=cmd_table.__doc__)
@@ -186,3 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError) as err:  # bad input: one clear line
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished epochs and jobs are kept; rerun the same command (with --resume "
+              "for train) to continue", file=sys.stderr)
+        return 130

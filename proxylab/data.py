@@ -186,13 +186,25 @@ def _to_rgb_tensor(img) -> torch.Tensor:
     return x.expand(3, *x.shape[-2:]) if x.shape[0] == 1 else x
 
 
+def split_key(name: str, dataset) -> str:
+    """Names a training split: the dataset, its size and, for a drawn split (Caltech101's per
+    seed), a checksum of the image indices, so that each split has statistics of its own."""
+    import zlib
+
+    key = f"{name}:{len(dataset)}"
+    if isinstance(dataset, torch.utils.data.Subset):
+        key += f":{zlib.crc32(','.join(map(str, dataset.indices)).encode()):08x}"
+    return key
+
+
 def channel_stats(name: str, dataset, size: int = 64, limit: int = 2000, cache: Path | None = None) -> tuple[list, list]:
-    """The RGB mean and std of a training set (on up to ``limit`` images at ``size`` px),
-    computed once and cached in ``data_root()/stats.json``."""
+    """The RGB mean and std of a training split (on up to ``limit`` of its images, resized to
+    ``size`` px as training resizes them), computed once per split and size and cached in
+    ``data_root()/stats.json``. Only training images enter: a drawn split's own test images never do."""
     import json
 
     cache = cache or data_root() / "stats.json"
-    key = f"{name}:{len(dataset)}"
+    key = f"{split_key(name, dataset)}@{size}"
     table = json.loads(cache.read_text()) if cache.exists() else {}
     if key in table:
         return table[key]["mean"], table[key]["std"]
@@ -201,9 +213,10 @@ def channel_stats(name: str, dataset, size: int = 64, limit: int = 2000, cache: 
     resize = T.Resize((size, size), antialias=True)
     x = torch.stack([resize(_to_rgb_tensor(dataset[i][0])) for i in idx])
     mean, std = x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).tolist()
+    table = json.loads(cache.read_text()) if cache.exists() else {}  # another process may have added
     table[key] = {"mean": mean, "std": std}
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")  # one temporary file per process
     tmp.write_text(json.dumps(table, indent=1))
     tmp.replace(cache)
     return mean, std
@@ -248,7 +261,7 @@ def load(name: str, image_size: int | None = None, seed: int = 0, subset: int | 
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     size = image_size or DEFAULT_SIZE[name]
     train, test = raw_splits(name, seed, root, download)
-    mean, std = channel_stats(name, train, cache=Path(root or data_root()) / "stats.json")
+    mean, std = channel_stats(name, train, size=size, cache=Path(root or data_root()) / "stats.json")
 
     def pick(ds, salt):
         if not subset or subset >= len(ds):

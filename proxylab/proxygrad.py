@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from .rules import RULES, BackwardRule, relu_forward
+from .rules import RULES, BackwardRule, module_seed, relu_forward
 
 RECTIFIERS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU)
 SPEC_HELP = ('accepted specs: "relu", "leaky:A", "proxygrad:B" and "proxygrad:B:A", with slopes A '
@@ -152,10 +152,11 @@ class ActivationSpec:
                 "noisy": f"noisy {self.backward_slope:g}"}[self.kind] + (
             f" (fwd {self.forward_slope:g})" if self.kind == "proxygrad" and self.forward_slope else "")
 
-    def module(self, max_value: float | None = None, inplace: bool = False) -> nn.Module:
-        """A fresh activation module for this spec, clamped at ``max_value`` (6 keeps ReLU6)."""
+    def module(self, max_value: float | None = None, inplace: bool = False, seed: int = 0) -> nn.Module:
+        """A fresh activation module for this spec, clamped at ``max_value`` (6 keeps ReLU6);
+        ``seed`` is the noise stream of ``noisy:S``."""
         if self.kind in RULES:
-            return BackwardRule(self.kind, self.backward_slope, max_value, inplace)
+            return BackwardRule(self.kind, self.backward_slope, max_value, inplace, seed=seed)
         if self.kind == "relu":
             if max_value == 6.0:
                 return nn.ReLU6(inplace=inplace)
@@ -258,9 +259,11 @@ def _replace(model: nn.Module, make) -> list[tuple[nn.Module, str, nn.Module]]:
     several parents (torchvision's ResNet reuses one ReLU per block) gets one shared replacement.
     Returns the (parent, attribute, old module) triples that were replaced."""
     new_for, replaced = {}, []
-    for name, parent, attr, old in rectifier_sites(model):
+    sites = rectifier_sites(model)
+    for name, parent, attr, old in sites:  # first make them all: an error leaves the model as it was
         if id(old) not in new_for:
             new_for[id(old)] = make(name, old)
+    for name, parent, attr, old in sites:
         if new_for[id(old)] is not None:
             setattr(parent, attr, new_for[id(old)])
             replaced.append((parent, attr, old))
@@ -287,8 +290,14 @@ def swap_activations(model: nn.Module, spec: "str | ActivationSpec") -> int:
 def _maker(spec: ActivationSpec):
     """The replacement function for ``spec``: keeps each old module's clamp and inplace flag."""
     def make(name, old):
-        max_value, _ = _clamp_and_slope(old)
-        return spec.module(max_value, inplace=getattr(old, "inplace", False))
+        max_value, forward_slope = _clamp_and_slope(old)
+        if spec.kind in RULES and forward_slope != 0:
+            raise ValueError(
+                f"the {spec.kind} rule is defined on a ReLU/ReLU6 forward pass, but {name!r} is a Leaky "
+                f"ReLU of slope {forward_slope:g}; using it would change the model's forward pass. Use "
+                f"proxylab.proxygrad(model, B) to change only its backward slope, or convert the model "
+                f"to ReLUs first (swap_activations(model, 'relu'))")
+        return spec.module(max_value, inplace=getattr(old, "inplace", False), seed=module_seed(name))
     return make
 
 

@@ -1,16 +1,12 @@
-"""The Table 4 grid: commands for every (dataset, net, activation, seed), and the table from the
-finished runs, with the paper's numbers beside it."""
+"""Table 4 from finished training runs, per protocol, with the paper's numbers beside it.
+The grid of runs itself is the experiment runner's (``python -m proxylab reproduce table4-paper``)."""
 from __future__ import annotations
 
 import json
-import shlex
 import statistics
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from .proxygrad import parse_activation
-from .train import finished
 
 # Paper, Table 4: mean test accuracy (%) ± std over 5 seeds.
 PAPER_TABLE4 = {
@@ -32,46 +28,44 @@ def paper_value(dataset: str, arch: str, activation: str) -> tuple[float, float]
     return row[2 * i], row[2 * i + 1]
 
 
-@dataclass
-class Run:
-    dataset: str
-    arch: str
-    activation: str
-    seed: int
-    out: Path
-    command: list[str]
-    done: bool
+def collect(runs_dir) -> dict[str, dict[tuple[str, str, str], list[float]]]:
+    """The finished runs under ``runs_dir`` (every ``metrics.json``, from ``train --out`` or a
+    ``reproduce table4*`` folder), grouped by protocol: runs are pooled only when everything but
+    dataset, net, activation and seed is the same, and each seed counts once.
 
-
-def run_dir(runs_dir, dataset, arch, activation, seed) -> Path:
-    return Path(runs_dir) / dataset / arch / activation.replace(":", "_") / f"seed{seed}"
-
-
-def grid(datasets, archs, activations, seeds, epochs: int, runs_dir="runs", extra: str = "") -> list[Run]:
-    """Every run of the grid with its ``python -m proxylab train`` command (always ``--resume``,
-    so an interrupted run continues) and whether it already finished."""
-    runs = []
-    for dataset in datasets:
-        for arch in archs:
-            for activation in activations:
-                activation = str(parse_activation(activation))
-                for seed in seeds:
-                    out = run_dir(runs_dir, dataset, arch, activation, seed)
-                    cmd = [sys.executable, "-m", "proxylab", "train", "--dataset", dataset, "--arch", arch,
-                           "--activation", activation, "--seed", str(seed), "--epochs", str(epochs),
-                           "--out", str(out), "--resume", *shlex.split(extra)]
-                    runs.append(Run(dataset, arch, activation, seed, out, cmd, finished(out, epochs) is not None))
-    return runs
-
-
-def collect(runs_dir) -> dict[tuple[str, str, str], list[float]]:
-    """(dataset, arch, activation) -> test accuracies of the finished runs under ``runs_dir``."""
-    results: dict[tuple[str, str, str], list[float]] = {}
+    Returns:
+        protocol description -> (dataset, arch, activation) -> test accuracies, one per seed.
+    """
+    groups: dict[str, dict[tuple[str, str, str], dict[int, float]]] = {}
     for path in sorted(Path(runs_dir).rglob("metrics.json")):
-        m = json.loads(path.read_text())
-        if m.get("epochs") == m.get("config", {}).get("epochs", m.get("epochs")):
-            results.setdefault((m["dataset"], m["arch"], m["activation"]), []).append(m["test_accuracy"])
-    return results
+        try:
+            m = json.loads(path.read_text())
+            protocol = dict(m["protocol"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # not a finished run of this version
+        if len(m.get("history", [])) != protocol.get("epochs"):
+            continue
+        cell = (protocol.pop("dataset"), protocol.pop("arch"), protocol.pop("activation"))
+        seed = protocol.pop("seed")
+        key = describe(protocol)
+        groups.setdefault(key, {}).setdefault(cell, {})[seed] = m["test_accuracy"]
+    return {k: {cell: [seeds[s] for s in sorted(seeds)] for cell, seeds in v.items()} for k, v in groups.items()}
+
+
+def describe(protocol: dict) -> str:
+    """A one-line description of a training protocol (without dataset, net, activation, seed)."""
+    keys = ["epochs", "subset", "image_size", "batch_size", "lr", "weight_decay", "decay_norm_and_bias",
+            "clip_grad_norm", "lr_milestones", "lr_gamma"]
+    parts = [f"{k}={protocol[k]}" for k in keys if k in protocol]
+    parts += [f"{k}={v}" for k, v in sorted(protocol.items()) if k not in keys and k != "sync_bn"]
+    return ", ".join(parts)
+
+
+def tables(groups: dict[str, dict], paper: bool = False) -> str:
+    """One Table 4 per protocol found, each headed by its protocol."""
+    if not groups:
+        return "no finished runs found (each run writes metrics.json when it completes)"
+    return "\n\n".join(f"protocol: {key}\n\n{table4(results, paper)}" for key, results in groups.items())
 
 
 def table4(results: dict[tuple[str, str, str], list[float]], paper: bool = False) -> str:
@@ -93,8 +87,10 @@ def table4(results: dict[tuple[str, str, str], list[float]], paper: bool = False
             if not values:
                 cells.append("–")
                 continue
-            std = statistics.stdev(values) if len(values) > 1 else 0.0
-            cell = f"{means[c]:.1f}±{std:.1f} (n={len(values)})"
+            if len(values) > 1:
+                cell = f"{means[c]:.1f}±{statistics.stdev(values):.1f} (n={len(values)})"
+            else:  # one seed has no spread: none is printed
+                cell = f"{means[c]:.1f} (n=1)"
             cell = f"**{cell}**" if means[c] == best else cell
             ref = paper_value(dataset, arch, c) if paper else None
             cells.append(cell + (f"<br>paper {ref[0]:.1f}±{ref[1]:.1f}" if ref else ""))

@@ -25,6 +25,9 @@ def render(model: nn.Module, classes: list[int], spec: str = "relu", steps: int 
     """Class visualization with lucent's ``render_vis`` (FFT parametrization, decorrelated colours,
     standard transforms, Adam), the gradient made by the network of ``spec``.
 
+    The network sees the images at ``size`` px (lucent's ``fixed_image_size``; by default lucent
+    upsamples smaller images to 224 px), so the logits reported are those of what was optimized.
+
     Returns:
         ``(images (N, 3, size, size) in [-1, 1], the ORIGINAL network's logits for them)``.
     """
@@ -43,7 +46,8 @@ def render(model: nn.Module, classes: list[int], spec: str = "relu", steps: int 
             raise ValueError(f"{spec} changes the forward pass; use relu, proxygrad:B or a backward rule")
         images = lucent_render.render_vis(
             FromUnitRange(net).eval(), objective, param_f=lambda: param.image(size, batch=len(classes)),
-            thresholds=(steps,), show_image=False, progress=False, preprocess=False)[-1]
+            thresholds=(steps,), show_image=False, progress=False, preprocess=False,
+            fixed_image_size=size)[-1]  # lucent would upsample images under 224 px: score what is optimized
     x = torch.as_tensor(images).permute(0, 3, 1, 2).float() * 2 - 1
     device = next(model.parameters()).device
     with torch.no_grad():

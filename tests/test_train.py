@@ -93,15 +93,29 @@ def test_missing_dataset_says_how_to_get_it(tmp_path, monkeypatch, name, hint):
         data.raw_splits(name)
 
 
-def test_normalization_stats_are_cached(fake_data):
+def test_normalization_stats_are_cached_per_split_and_size(fake_data):
     train, _ = data.raw_splits("cub200")
-    mean, std = data.channel_stats("cub200", train)
+    mean, std = data.channel_stats("cub200", train, size=16)
     stats = json.loads((fake_data / "stats.json").read_text())
-    assert stats["cub200:8"]["mean"] == mean and len(std) == 3
+    assert stats["cub200:8@16"]["mean"] == mean and len(std) == 3
     tr, _, _ = data.load("cub200", image_size=16)
     assert tr.normalize.mean == mean and tr.normalize.std == std
-    (fake_data / "stats.json").write_text(json.dumps({"cub200:8": {"mean": [0.5] * 3, "std": [0.25] * 3}}))
-    assert data.channel_stats("cub200", train) == ([0.5] * 3, [0.25] * 3)  # read, not recomputed
+    (fake_data / "stats.json").write_text(json.dumps({"cub200:8@16": {"mean": [0.5] * 3, "std": [0.25] * 3}}))
+    assert data.channel_stats("cub200", train, size=16) == ([0.5] * 3, [0.25] * 3)  # read, not recomputed
+    assert data.channel_stats("cub200", train, size=20) != ([0.5] * 3, [0.25] * 3)  # another size: computed
+
+
+def test_caltech101_statistics_follow_each_seeds_split(fake_data):
+    """Each seed draws its own Caltech101 split: its statistics come from its own training images,
+    whatever order the seeds run in (never another split's, which would hold this one's test images)."""
+    first = {seed: data.load("caltech101", image_size=16, seed=seed)[0].normalize.mean for seed in (0, 1)}
+    (fake_data / "stats.json").unlink()
+    second = {seed: data.load("caltech101", image_size=16, seed=seed)[0].normalize.mean for seed in (1, 0)}
+    assert first == second and first[0] != first[1]
+    for seed in (0, 1):
+        train, _ = data.raw_splits("caltech101", seed)
+        x = torch.stack([data.T.Resize((16, 16), antialias=True)(data._to_rgb_tensor(train[i][0])) for i in range(len(train))])
+        assert torch.allclose(torch.tensor(first[seed]), x.mean(dim=(0, 2, 3)), atol=1e-5)
 
 
 def test_augmentation_is_seeded_per_sample_and_epoch(fake_data):
@@ -185,15 +199,19 @@ def test_ddp_two_processes_with_gloo(tmp_path):
     assert abs(m["test_accuracy"] - single["test_accuracy"]) < 25
 
 
-def test_sweep_prints_grid_and_skips_finished(tmp_path, capsys):
-    runs = tmp_path / "runs"
-    done = sweep.run_dir(runs, "fashion-mnist", "pfnet18", "relu", 0)
-    train(quick_cfg(done, activation="relu", epochs=1), progress=False)
-    rc = cli(["sweep", "--datasets", "fashion-mnist", "--archs", "pfnet18", "--activations", "relu,proxygrad:0.1",
-              "--seeds", "0-1", "--epochs", "1", "--runs-dir", str(runs)])
+def test_sweep_prints_the_paper_grid_through_the_runner(tmp_path, capsys):
+    from proxylab import experiments
+    from proxylab.runner import Folder
+
+    exp = experiments.get("table4-paper")
+    folder = Folder(tmp_path / "runs", exp, quick=False)
+    first = exp.jobs(False)[0]
+    folder.save(first, {"test_accuracy": 50.0}, 1.0, "cpu")
+    rc = cli(["sweep", "--out", str(tmp_path / "runs")])
     out = capsys.readouterr().out
-    assert rc == 0 and "# 4 runs, 1 finished, 3 to do" in out
-    assert out.count("-m proxylab train") == 3 and "--resume" in out
+    assert rc == 0 and "# 210 runs of table4-paper, 1 finished, 209 to do" in out
+    assert out.count("-m proxylab train") == 209 and "--resume" in out and "reproduce table4-paper" in out
+    assert str(folder.workdir(first)) not in out  # the finished one is not listed
 
 
 def test_table_from_runs_with_paper_numbers(tmp_path):
@@ -205,12 +223,23 @@ def test_table_from_runs_with_paper_numbers(tmp_path):
     assert "ProxyGrad 0.2" in md.splitlines()[0]
 
 
-def test_table_cli_reads_metrics(tmp_path, capsys):
-    run = tmp_path / "runs" / "x"
-    train(quick_cfg(run, epochs=1, activation="leaky:0.1"), progress=False)
-    assert cli(["table", str(tmp_path / "runs")]) == 0
+def test_table_pools_runs_only_within_one_protocol(tmp_path, capsys):
+    import shutil
+
+    runs = tmp_path / "runs"
+    train(quick_cfg(runs / "a", epochs=1, activation="leaky:0.1"), progress=False)
+    train(quick_cfg(runs / "b", epochs=1, activation="leaky:0.1", seed=1), progress=False)
+    train(quick_cfg(runs / "c", epochs=2, activation="leaky:0.1"), progress=False)  # another protocol
+    cell = ("fashion-mnist", "pfnet18", "leaky:0.1")
+    groups = sweep.collect(runs)
+    assert len(groups) == 2
+    assert len(next(v for k, v in groups.items() if k.startswith("epochs=1,"))[cell]) == 2  # seeds 0 and 1
+    assert len(next(v for k, v in groups.items() if k.startswith("epochs=2,"))[cell]) == 1
+    shutil.copytree(runs / "a", runs / "a-copy")  # the same seed twice counts once
+    assert len(next(v for k, v in sweep.collect(runs).items() if k.startswith("epochs=1,"))[cell]) == 2
+    assert cli(["table", str(runs)]) == 0
     out = capsys.readouterr().out
-    assert "fashion-mnist | pfnet18" in out and "Leaky ReLU 0.1" in out
+    assert out.count("protocol: epochs=") == 2 and "fashion-mnist | pfnet18" in out and "Leaky ReLU 0.1" in out
 
 
 def test_bad_training_input(tmp_path):

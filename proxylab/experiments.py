@@ -1,0 +1,436 @@
+"""The paper's experiments as grids of jobs for :mod:`proxylab.runner`.
+
+Each entry says its protocol; quick mode (``PROXYLAB_QUICK=1``) shrinks every grid to a CI-sized
+one, recorded in its protocol so quick and full results never mix. Where the paper's values were
+lost the choices are this course's and are named in the protocol.
+
+- ``figure2``   AM of the 8 paper classes on EfficientNet-Lite0 (the offline ImageNet model), 224 px,
+                500 steps, ProxyGrad and Leaky ReLU over a slope grid, without and with the
+                regularization step; the score of every step is kept (10-step and 500-step curves
+                come from the same runs).
+- ``table3``    the images: 8 classes x ReLU, Leaky ReLU, ProxyGrad, regularized, 500 steps.
+- ``figure3``   high ProxyGrad slopes (1, 3, 10) on the class poncho.
+- ``table5``    gradient size after the first block's first conv of random ResNet18s, 50 repeats.
+- ``figure4``   std of the BatchNorm inputs of random ResNet18s over Leaky slopes 0..1.
+- ``table4``    classification training on Fashion-MNIST (the one dataset offline): 2 nets x 7
+                activations x 3 seeds at a CPU budget.
+- ``table4-paper``  the paper's Table 4 protocol (Caltech101, CUB-200, Flowers102; 300 epochs;
+                5 seeds): for users with the data and a GPU.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+
+from .config import quick_mode
+from .runner import Experiment, RunnerError
+
+FIG2_SLOPES = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3]
+KEEP_STEPS = [0, 1, 2, 5, 10, 20, 50, 100, 200, 300, 400, 500]  # per-class scores kept at these steps
+TABLE3_SLOPES = {"leaky": 0.01, "proxygrad": 0.05}  # from Figure 2's grid (see notebook 06)
+TABLE4_ACTIVATIONS = ["relu", "proxygrad:0.01", "proxygrad:0.1", "proxygrad:0.2", "leaky:0.01", "leaky:0.1", "leaky:0.2"]
+TABLE5_SLOPES = [0.0, 0.01, 0.1, 0.2]
+FIGURE4_SLOPES = [0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]
+
+
+# --------------------------------------------------------------------------- activation maximization
+@functools.lru_cache(maxsize=2)
+def _imagenet(name: str):
+    from .config import device
+    from .models import imagenet_model
+
+    return imagenet_model(name, device=device())
+
+
+def _am_setting(quick: bool) -> dict:
+    from .am import DEFAULT_INIT_STD, DEFAULT_LR
+    from .models import PAPER_CLASSES
+
+    return {"model": "efficientnet-lite0", "classes": PAPER_CLASSES[:2] if quick else PAPER_CLASSES,
+            "steps": 3 if quick else 500, "size": 64 if quick else 224, "lr": DEFAULT_LR,
+            "init_std": DEFAULT_INIT_STD, "seed": 0}
+
+
+def _regularizers(name: str, seed: int) -> list:
+    from . import regularizers
+
+    if name == "none":
+        return []
+    if name == "paper":
+        return regularizers.paper_regularization(seed)
+    raise RunnerError(f"unknown regularization {name!r}; choose none or paper")
+
+
+def run_am(params: dict, workdir: Path) -> dict:
+    """One AM job: the batch of classes under one spec; scores per step (mean over classes) and
+    per class at :data:`KEEP_STEPS`; with ``save_images`` the final images as ``images.png``."""
+    from . import am, models, plotting
+
+    model = _imagenet(params["model"])
+    indices = [models.class_index(c) for c in params["classes"]]
+    r = am.visualize(model, indices, params["spec"], steps=params["steps"], lr=params["lr"], size=params["size"],
+                     seed=params["seed"], init_std=params["init_std"],
+                     regularizers=_regularizers(params["regularize"], params["seed"]), progress=False)
+    keep = [s for s in KEEP_STEPS if s <= params["steps"]] + ([params["steps"]] if params["steps"] not in KEEP_STEPS else [])
+    result = {"mean": [round(v, 4) for v in r.scores.mean(dim=1).tolist()],
+              "per_class": {str(s): [round(v, 4) for v in r.scores[s].tolist()] for s in keep}}
+    if params.get("save_images"):
+        workdir.mkdir(parents=True, exist_ok=True)
+        plotting.save_grid(r.images, workdir / "images.png", nrow=len(indices))
+        result["images"] = "images.png"
+    return result
+
+
+def _slope_of(spec: str) -> float:
+    from .proxygrad import parse_activation
+
+    s = parse_activation(spec)
+    return 0.0 if s.kind == "relu" else s.forward_slope if s.kind == "leaky" else s.backward_slope
+
+
+def figure2_jobs(quick: bool) -> list[dict]:
+    slopes = [0.0, 0.05, 0.2] if quick else FIG2_SLOPES
+    jobs = []
+    for reg in ("none", "paper"):
+        for kind in ("proxygrad", "leaky"):
+            for s in slopes:
+                if s == 0 and kind == "leaky":
+                    continue  # slope 0 is the ReLU baseline of both kinds: run once
+                jobs.append({**_am_setting(quick), "spec": "relu" if s == 0 else f"{kind}:{s:g}", "regularize": reg})
+    return jobs
+
+
+def figure2_merge(finished, folder: Path, quick: bool) -> dict:
+    import matplotlib.pyplot as plt
+
+    from .proxygrad import parse_activation
+
+    steps = _am_setting(quick)["steps"]
+    at = [s for s in (10, steps) if s <= steps]
+    data: dict = {}
+    for params, result in finished:
+        kind = parse_activation(params["spec"]).kind
+        entry = {"slope": _slope_of(params["spec"]), "spec": params["spec"], "mean": result["mean"],
+                 "per_class": result["per_class"]}
+        kinds = ["proxygrad", "leaky"] if kind == "relu" else [kind]
+        for k in kinds:
+            data.setdefault(params["regularize"], {}).setdefault(k, []).append(entry)
+    for reg in data.values():
+        for rows in reg.values():
+            rows.sort(key=lambda e: e["slope"])
+    summary = {}
+    fig, axes = plt.subplots(len(data) or 1, len(at), figsize=(5 * len(at), 3.4 * max(1, len(data))), squeeze=False)
+    for r, (reg, kinds) in enumerate(sorted(data.items())):
+        for c, step in enumerate(at):
+            ax = axes[r, c]
+            for kind, rows in kinds.items():
+                xs = [e["slope"] for e in rows if str(step) in e["per_class"]]
+                per = [torch.tensor(e["per_class"][str(step)]) for e in rows if str(step) in e["per_class"]]
+                if not per:
+                    continue
+                means = [p.mean().item() for p in per]
+                se = [p.std().item() / len(p) ** 0.5 if len(p) > 1 else 0.0 for p in per]
+                ax.errorbar(xs, means, yerr=se, marker="o", capsize=3, label="ProxyGrad" if kind == "proxygrad" else "Leaky ReLU")
+                best = max(range(len(xs)), key=lambda i: means[i])
+                summary[f"{reg}/{kind}/step{step}"] = {"slopes": xs, "mean": [round(m, 3) for m in means],
+                                                        "se": [round(s, 3) for s in se], "best_slope": xs[best]}
+            ax.set(xlabel="slope (0 = ReLU)", ylabel="mean logit of the 8 classes" if not quick else "mean logit",
+                   title=f"{'with' if reg == 'paper' else 'without'} regularization, after {step} steps")
+            ax.set_xscale("symlog", linthresh=0.01)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+    fig.suptitle("Figure 2 on EfficientNet-Lite0: mean ± SE over classes", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(folder / "figure2.png", dpi=90)
+    plt.close(fig)
+    return {"experiment": "figure2", "quick": quick, "runs": data, "summary": summary}
+
+
+def table3_jobs(quick: bool) -> list[dict]:
+    specs = ["relu", f"leaky:{TABLE3_SLOPES['leaky']:g}", f"proxygrad:{TABLE3_SLOPES['proxygrad']:g}"]
+    return [{**_am_setting(quick), "spec": s, "regularize": "paper", "save_images": True} for s in specs]
+
+
+def images_merge(name: str, title: str):
+    def merge(finished, folder: Path, quick: bool) -> dict:
+        import matplotlib.pyplot as plt
+        from PIL import Image
+
+        from . import models
+        from .proxygrad import parse_activation
+
+        rows = []
+        for params, result in finished:
+            img = Image.open(folder / "jobs" / _key(params) / result["images"])
+            rows.append((parse_activation(params["spec"]).label, img, result["per_class"][str(params["steps"])]))
+        if rows:
+            fig, axes = plt.subplots(len(rows), 1, figsize=(2 * len(rows[0][2]) + 1, 2.3 * len(rows)), squeeze=False)
+            for ax, (label, img, logits) in zip(axes[:, 0], rows):
+                ax.imshow(img)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_ylabel(label, fontsize=9)
+                ax.set_title("  ".join(f"{v:.0f}" for v in logits), fontsize=8)
+            classes = [models.class_name(models.class_index(c)) for c in finished[0][0]["classes"]]
+            fig.suptitle(f"{title}: " + ", ".join(classes) + " (original network's logit above each)", fontsize=9)
+            fig.tight_layout()
+            fig.savefig(folder / f"{name}.png", dpi=100)
+            plt.close(fig)
+        return {"experiment": name, "quick": quick,
+                "rows": [{"spec": p["spec"], "regularize": p["regularize"], "final_logits": r["per_class"][str(p["steps"])],
+                          "images": f"jobs/{_key(p)}/{r['images']}"} for p, r in finished]}
+    return merge
+
+
+def figure3_jobs(quick: bool) -> list[dict]:
+    base = {**_am_setting(quick), "classes": ["poncho"]}
+    return [{**base, "spec": f"proxygrad:{s:g}", "regularize": "paper", "save_images": True} for s in (1, 3, 10)]
+
+
+# --------------------------------------------------------------------------- random ResNet18 statistics
+def _stats_setting(quick: bool) -> dict:
+    return {"dataset": "fashion-mnist", "size": 64 if quick else 224, "batch": 32 if quick else 64}
+
+
+@functools.lru_cache(maxsize=4)
+def _batch(dataset: str, batch: int, size: int, seed: int):
+    from . import data
+
+    images, labels, name = data.sample_batch(batch, size, seed=seed, dataset=dataset)
+    return images, labels
+
+
+def table5_jobs(quick: bool) -> list[dict]:
+    seeds = range(2) if quick else range(50)
+    jobs = []
+    for bn in (False, True):
+        for kind in ("leaky", "proxygrad"):
+            for s in TABLE5_SLOPES:
+                if s == 0 and kind == "proxygrad":
+                    continue
+                spec = "relu" if s == 0 else f"{kind}:{s:g}"
+                jobs += [{**_stats_setting(quick), "spec": spec, "batchnorm": bn, "seed": seed} for seed in seeds]
+    return jobs
+
+
+def run_table5(params: dict, workdir: Path) -> dict:
+    from .gradients import first_block_gradient
+
+    images, labels = _batch(params["dataset"], params["batch"], params["size"], params["seed"])
+    return {"gradient": first_block_gradient(params["spec"], images, labels, params["seed"],
+                                             batchnorm=params["batchnorm"], num_classes=10)}
+
+
+def _by_kind(finished, value, slopes, extra_key=None):
+    """(extra, kind label) -> tensor (slopes, seeds) from the finished jobs; ReLU joins both kinds."""
+    from .proxygrad import parse_activation
+
+    table: dict = {}
+    for params, result in finished:
+        kind = parse_activation(params["spec"]).kind
+        extra = params.get(extra_key) if extra_key else None
+        for k in (["leaky", "proxygrad"] if kind == "relu" else [kind]):
+            label = "Leaky ReLU" if k == "leaky" else "ProxyGrad"
+            table.setdefault((extra, label), {}).setdefault(_slope_of(params["spec"]), {})[params["seed"]] = value(result)
+    out = {}
+    for key, per_slope in table.items():
+        if set(per_slope) != set(slopes):
+            continue
+        seeds = sorted(set.intersection(*(set(v) for v in per_slope.values())))
+        out[key] = torch.tensor([[per_slope[s][seed] for seed in seeds] for s in slopes], dtype=torch.float64)
+    return out
+
+
+def table5_merge(finished, folder: Path, quick: bool) -> dict:
+    import matplotlib.pyplot as plt
+
+    from . import plotting
+    from .gradients import table5
+
+    values = _by_kind(finished, lambda r: r["gradient"], TABLE5_SLOPES, "batchnorm")
+    results = {bn: {label: v for (b, label), v in values.items() if b == bn} for bn in (False, True)}
+    results = {bn: kinds for bn, kinds in results.items() if kinds}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    for ax, bn in zip(axes, (False, True)):
+        if bn in results:
+            plotting.sweep_plot(TABLE5_SLOPES, results[bn], ylabel="mean |dL/dz|", ax=ax,
+                                title=f"Table 5 {'with' if bn else 'without'} BatchNorm (mean ± std)")
+    fig.tight_layout()
+    fig.savefig(folder / "table5.png", dpi=90)
+    plt.close(fig)
+    return {"experiment": "table5", "quick": quick, "slopes": TABLE5_SLOPES,
+            "markdown": table5(results, TABLE5_SLOPES, columns=TABLE5_SLOPES[1:]) if results else "",
+            "values": {f"{'with' if bn else 'without'} BN/{label}": v.tolist()
+                       for bn, kinds in results.items() for label, v in kinds.items()}}
+
+
+def figure4_jobs(quick: bool) -> list[dict]:
+    seeds = range(2) if quick else range(10)
+    slopes = [0.0, 0.5, 1.0] if quick else FIGURE4_SLOPES
+    jobs = []
+    for kind in ("leaky", "proxygrad"):
+        for s in slopes:
+            if s == 0 and kind == "proxygrad":
+                continue
+            spec = "relu" if s == 0 else f"{kind}:{s:g}"
+            jobs += [{**_stats_setting(quick), "spec": spec, "seed": seed} for seed in seeds]
+    return jobs
+
+
+def run_figure4(params: dict, workdir: Path) -> dict:
+    from .gradients import bn_input_std
+
+    images, labels = _batch(params["dataset"], params["batch"], params["size"], params["seed"])
+    return {"bn_input_std": [round(v, 6) for v in bn_input_std(params["spec"], images, labels, params["seed"]).tolist()]}
+
+
+def figure4_merge(finished, folder: Path, quick: bool) -> dict:
+    from . import plotting
+
+    slopes = [0.0, 0.5, 1.0] if quick else FIGURE4_SLOPES
+    values = _by_kind(finished, lambda r: sum(r["bn_input_std"]) / len(r["bn_input_std"]), slopes)
+    series = {label: v for (_, label), v in values.items()}
+    if series:
+        fig = plotting.sweep_plot(slopes, series, ylabel="std of BatchNorm input (mean over the 20 BN layers)",
+                                  title="Figure 4: random ResNet18, mean ± std over seeds")
+        fig.savefig(folder / "figure4.png", dpi=90, bbox_inches="tight")
+        import matplotlib.pyplot as plt
+        plt.close(fig)
+    return {"experiment": "figure4", "quick": quick, "slopes": slopes,
+            "values": {label: v.tolist() for label, v in series.items()}}
+
+
+# --------------------------------------------------------------------------- training
+def _train_setting(quick: bool) -> dict:
+    """Table 4's CPU budget on Fashion-MNIST (the paper's recipe otherwise; see proxylab.train)."""
+    from .train import TrainConfig
+
+    base = TrainConfig().protocol()
+    base.update({"dataset": "fashion-mnist", "image_size": 32})
+    base.update({"epochs": 2, "subset": 512} if quick else {"epochs": 10, "subset": 10000})
+    return base
+
+
+def table4_jobs(quick: bool) -> list[dict]:
+    seeds = [0] if quick else [0, 1, 2]
+    activations = ["relu", "proxygrad:0.1", "leaky:0.1"] if quick else TABLE4_ACTIVATIONS
+    archs = ["pfnet18"] if quick else ["resnet18", "pfnet18"]
+    return [{**_train_setting(quick), "arch": arch, "activation": act, "seed": seed}
+            for arch in archs for act in activations for seed in seeds]
+
+
+def table4_paper_jobs(quick: bool) -> list[dict]:
+    from .train import TrainConfig
+
+    base = TrainConfig().protocol()
+    return [{**base, "dataset": d, "arch": arch, "activation": act, "seed": seed}
+            for d in ("caltech101", "cub200", "flowers102") for arch in ("resnet18", "pfnet18")
+            for act in TABLE4_ACTIVATIONS for seed in range(5)]
+
+
+def run_train(params: dict, workdir: Path) -> dict:
+    """One training run in ``workdir`` (checkpoint there; an interrupted job resumes)."""
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(**{**params, "lr_milestones": tuple(params["lr_milestones"]), "out": str(workdir)})
+    metrics = train(cfg, resume=True, progress=False)
+    return {k: metrics[k] for k in ("test_accuracy", "test_loss", "train_loss", "epochs", "seconds_this_run", "history")}
+
+
+def table4_merge_for(name: str):
+    def merge(finished, folder: Path, quick: bool) -> dict:
+        from .sweep import table4
+
+        results: dict = {}
+        for params, result in finished:
+            results.setdefault((params["dataset"], params["arch"], params["activation"]), []).append(result["test_accuracy"])
+        setting = _train_setting(quick) if name == "table4" else table4_paper_jobs(False)[0]
+        md = table4(results, paper=True) if results else "no finished runs yet"
+        (folder / f"{name}.md").write_text(md + "\n")
+        return {"experiment": name, "quick": quick, "markdown": md,
+                "setting": {k: setting[k] for k in ("epochs", "subset", "image_size", "batch_size", "lr",
+                                                    "weight_decay", "clip_grad_norm", "lr_milestones", "lr_gamma")},
+                "accuracies": {"/".join(k): v for k, v in results.items()}}
+    return merge
+
+
+# --------------------------------------------------------------------------- the registry
+def _key(params):
+    from .runner import job_key
+
+    return job_key(params)
+
+
+def _am_protocol(jobs):
+    def protocol(quick: bool) -> dict:
+        from . import regularizers
+
+        return {"quick": quick, "jobs": jobs(quick), "regularization": repr(regularizers.paper_regularization(0)),
+                "version": 1}
+    return protocol
+
+
+def _plain_protocol(jobs, version=1):
+    return lambda quick: {"quick": quick, "jobs": jobs(quick), "version": version}
+
+
+REGISTRY = {
+    "figure2": Experiment("figure2", "AM of the 8 paper classes, EfficientNet-Lite0 224 px, 500 steps, ProxyGrad/Leaky "
+                          "slopes 0-0.3, without and with regularization (26 jobs)",
+                          figure2_jobs, run_am, figure2_merge, _am_protocol(figure2_jobs), lambda q: 1 if q else 240),
+    "table3": Experiment("table3", "images of the 8 paper classes: ReLU, Leaky ReLU, ProxyGrad at the chosen slopes, "
+                         "regularized, 500 steps (3 jobs)",
+                         table3_jobs, run_am, images_merge("table3", "Table 3"), _am_protocol(table3_jobs),
+                         lambda q: 1 if q else 240),
+    "figure3": Experiment("figure3", "ProxyGrad at high slopes 1, 3, 10 on poncho, regularized, 500 steps (3 jobs)",
+                          figure3_jobs, run_am, images_merge("figure3", "Figure 3"), _am_protocol(figure3_jobs),
+                          lambda q: 1 if q else 40),
+    "table5": Experiment("table5", "gradient size at layer1[0].conv1 of random ResNet18s, Leaky/ProxyGrad slopes "
+                         "0-0.2, with and without BN, 50 repeats, Fashion-MNIST 224 px batches of 64 (700 jobs)",
+                         table5_jobs, run_table5, table5_merge, _plain_protocol(table5_jobs), lambda q: 0.3 if q else 4),
+    "figure4": Experiment("figure4", "std of BatchNorm inputs of random ResNet18s over slopes 0-1, 10 repeats, "
+                          "Fashion-MNIST 224 px batches of 64 (130 jobs)",
+                          figure4_jobs, run_figure4, figure4_merge, _plain_protocol(figure4_jobs), lambda q: 0.2 if q else 2),
+    "table4": Experiment("table4", "training on Fashion-MNIST (10,000 training images, 32 px, 10 epochs): ResNet18 and "
+                         "PFNet18 x 7 activations x 3 seeds (42 jobs)",
+                         table4_jobs, run_train, table4_merge_for("table4"), _plain_protocol(table4_jobs),
+                         lambda q: 3 if q else 130),
+    "table4-paper": Experiment("table4-paper", "the paper's Table 4: Caltech101, CUB-200, Flowers102 x ResNet18, PFNet18 x "
+                               "7 activations x 5 seeds, 300 epochs (210 jobs; needs the data and a GPU)",
+                               table4_paper_jobs, run_train, table4_merge_for("table4-paper"),
+                               _plain_protocol(table4_paper_jobs), lambda q: 3600 * 3),
+}
+
+
+def names() -> list[str]:
+    return list(REGISTRY)
+
+
+def get(name: str) -> Experiment:
+    """The experiment called ``name``; an unknown name is a clear error listing the known ones."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        import difflib
+
+        close = difflib.get_close_matches(str(name), names(), n=2)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        raise RunnerError(f"unknown experiment {name!r}{hint}; choose one of {', '.join(names())}, "
+                          "or list them with: python -m proxylab reproduce --list") from None
+
+
+def listing(quick: bool | None = None) -> str:
+    """Every experiment with its protocol and an estimate of its cost on a 2-core CPU."""
+    quick = quick_mode() if quick is None else quick
+    lines = []
+    for exp in REGISTRY.values():
+        n = len(exp.jobs(quick))
+        seconds = n * exp.seconds_per_job(quick)
+        cost = f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+        lines.append(f"{exp.name:<13} {n:>4} jobs  ~{cost:>7} on a 2-core CPU{' (quick)' if quick else ''}\n    {exp.summary}")
+    return "\n".join(lines)
+
+
+__all__ = ["REGISTRY", "get", "listing", "names"]

@@ -1,0 +1,250 @@
+"""One runner for every grid of independent jobs (Figure 2 and 3, Tables 3, 4 and 5, Figure 4).
+
+An experiment (:mod:`proxylab.experiments`) is a list of jobs, each a small dict of parameters,
+a function that runs one job, and a merge that turns the finished jobs into the figure's data
+(one JSON) and its plots (PNG). The runner keeps one folder per experiment::
+
+    OUT/NAME/protocol.json     what defines the results (a rerun with another protocol is refused)
+    OUT/NAME/jobs/KEY.json     one file per finished job, written atomically, KEY from its parameters
+    OUT/NAME/jobs/KEY/         a job's own files: images it made, its resumable state (a training
+                               checkpoint, never committed)
+    OUT/NAME/NAME.json, *.png  the merged result, with its provenance
+
+A rerun skips finished jobs and continues interrupted ones (a training job resumes from its
+checkpoint), so a killed run loses at most the job in flight. Engines: ``local`` runs the jobs in
+this process, in order; ``ray`` runs each job as a Ray task (``num_gpus=1`` when CUDA is there,
+retried on a lost worker), on a local Ray or a cluster (``address="auto"``). The same job files
+come out either way: the driver writes them as results arrive.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from tqdm.auto import tqdm
+
+
+class RunnerError(ValueError):
+    """Bad input or state for the runner; the message says what to do."""
+
+
+@dataclass
+class Experiment:
+    """A grid of independent jobs and how to merge them.
+
+    ``jobs(quick)`` lists the jobs' parameters; ``run(params, workdir)`` runs one and returns a
+    JSON-able dict; ``merge(finished, folder, quick)`` writes the figure's JSON and PNGs from the
+    list of ``(params, result)`` and returns the merged dict; ``protocol(quick)`` is what defines
+    the results (compared with a folder's ``protocol.json``); ``seconds_per_job`` an estimate on
+    this course's 2-core CPU, for ``--list``.
+    """
+
+    name: str
+    summary: str
+    jobs: Callable[[bool], list[dict]]
+    run: Callable[[dict, Path], dict]
+    merge: Callable[[list[tuple[dict, dict]], Path, bool], dict]
+    protocol: Callable[[bool], dict]
+    seconds_per_job: Callable[[bool], float]
+
+
+def job_key(params: dict) -> str:
+    """A file name for a job: its parameters in short, readable form, plus a hash of all of them."""
+    text = json.dumps(params, sort_keys=True)
+    slug = "_".join(str(v) for v in params.values() if isinstance(v, (str, int, float)) and not isinstance(v, bool))
+    slug = "".join(c if c.isalnum() or c in ".-" else "-" for c in slug)[:60].strip("-")
+    return f"{slug}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+
+
+def write_json_atomic(obj, path: Path) -> None:
+    """Write JSON to ``path`` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+@functools.lru_cache(maxsize=None)
+def git_commit() -> str | None:
+    """The commit of the checkout proxylab runs from, if it is one (provenance)."""
+    try:
+        root = Path(__file__).resolve().parents[1]
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "proxylab"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_name() -> str:
+    import platform
+
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)}"
+    return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+
+
+# --------------------------------------------------------------------------- the folder
+class Folder:
+    """The results folder of one experiment."""
+
+    def __init__(self, out, experiment: Experiment, quick: bool):
+        self.exp, self.quick = experiment, quick
+        self.root = Path(out) / experiment.name
+        self.jobs_dir = self.root / "jobs"
+
+    def check_protocol(self) -> None:
+        """Refuse a folder that holds results of another protocol; record ours in a new one."""
+        path = self.root / "protocol.json"
+        ours = self.exp.protocol(self.quick)
+        if path.exists():
+            try:
+                theirs = json.loads(path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise RunnerError(f"{path} is corrupt; restore it from git or delete the folder {self.root} "
+                                  "to start this experiment over") from None
+            if theirs != ours:
+                changed = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+                raise RunnerError(f"{self.root} holds results of another protocol (differs in: {', '.join(changed)}); "
+                                  "choose another --out, or delete that folder to start over")
+            return
+        try:
+            write_json_atomic(ours, path)
+        except OSError as err:
+            raise RunnerError(f"cannot write to {self.root} ({err.strerror}); choose a writable --out") from None
+
+    def path(self, params: dict) -> Path:
+        return self.jobs_dir / f"{job_key(params)}.json"
+
+    def finished(self, params: dict) -> dict | None:
+        path = self.path(params)
+        if not path.exists():
+            return None
+        try:
+            record = json.loads(path.read_text())
+            if record["params"] != params:
+                raise KeyError("params")
+            return record
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            raise RunnerError(f"the job file {path} is corrupt; delete it and rerun to redo that job "
+                              "(the other finished jobs are kept)") from None
+
+    def save(self, params: dict, result: dict, seconds: float, device: str) -> None:
+        write_json_atomic({"experiment": self.exp.name, "key": job_key(params), "params": params,
+                           "result": result, "seconds": round(seconds, 3), "device": device}, self.path(params))
+
+    def workdir(self, params: dict) -> Path:
+        return self.jobs_dir / job_key(params)
+
+
+# --------------------------------------------------------------------------- engines
+def _run_local(exp: Experiment, folder: Folder, todo: list[dict], progress: bool) -> None:
+    bar = tqdm(todo, desc=exp.name, disable=not progress)
+    for params in bar:
+        t0 = time.perf_counter()
+        result = exp.run(params, folder.workdir(params))
+        folder.save(params, result, time.perf_counter() - t0, device_name())
+
+
+def _ray_job(name: str, params: dict, workdir: str, quick: bool):
+    """What a Ray worker runs: one job of the named experiment (quick mode as the driver's)."""
+    os.environ["PROXYLAB_QUICK"] = "1" if quick else "0"
+    from .experiments import get
+
+    t0 = time.perf_counter()
+    result = get(name).run(params, Path(workdir))
+    return result, time.perf_counter() - t0, device_name()
+
+
+def _run_ray(exp: Experiment, folder: Folder, todo: list[dict], progress: bool, address: str | None,
+             num_cpus: int | None, retries: int = 3) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise RunnerError("--engine ray needs Ray: pip install 'proxylab[ray]' (or use --engine local)") from None
+    import torch
+
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, num_cpus=num_cpus if address is None else None,
+                     include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
+            where = address or "a local Ray"
+            raise RunnerError(f"could not start or reach {where} ({str(err).splitlines()[0][:200]}); "
+                              "check the address (e.g. --address auto on a node of a running cluster) "
+                              "or use --engine local") from None
+    gpus = 1 if torch.cuda.is_available() else 0
+    remote = ray.remote(num_gpus=gpus, max_retries=retries, retry_exceptions=False)(_ray_job)
+    pending = {remote.remote(exp.name, p, str(folder.workdir(p)), folder.quick): p for p in todo}
+    bar = tqdm(total=len(pending), desc=f"{exp.name} (ray)", disable=not progress)
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        params = pending.pop(done[0])
+        result, seconds, device = ray.get(done[0])
+        folder.save(params, result, seconds, device)
+        bar.update()
+    bar.close()
+
+
+# --------------------------------------------------------------------------- the entry point
+def reproduce(name: str, out, engine: str = "local", address: str | None = None, quick: bool | None = None,
+              progress: bool = True, num_cpus: int | None = None, merge_only: bool = False,
+              command: str | None = None) -> dict:
+    """Run every unfinished job of experiment ``name`` into ``out/name``, then merge.
+
+    Args:
+        name: an experiment of :func:`proxylab.experiments.names`.
+        out: the results root (``results/`` for the shipped ones).
+        engine: ``"local"`` (this process, in order) or ``"ray"``.
+        address: the Ray cluster to join (``"auto"``); None starts a local Ray.
+        quick: the CI-sized grid; default: quick mode (``PROXYLAB_QUICK``).
+        merge_only: merge what is finished, run nothing.
+        command: the command line recorded in the provenance.
+
+    Returns:
+        The merged result (also written as ``out/name/name.json``), with ``provenance``.
+    """
+    from . import __version__
+    from .config import quick_mode
+    from .experiments import get
+
+    exp = get(name)
+    quick = quick_mode() if quick is None else quick
+    if engine not in ("local", "ray"):
+        raise RunnerError(f"unknown engine {engine!r}; choose local or ray")
+    folder = Folder(out, exp, quick)
+    folder.check_protocol()
+    jobs = exp.jobs(quick)
+    todo = [p for p in jobs if folder.finished(p) is None]
+    t0 = time.perf_counter()
+    if todo and not merge_only:
+        if progress:
+            print(f"{name}: {len(jobs)} jobs, {len(jobs) - len(todo)} finished, {len(todo)} to run "
+                  f"on the {engine} engine", file=sys.stderr)
+        if engine == "local":
+            _run_local(exp, folder, todo, progress)
+        else:
+            _run_ray(exp, folder, todo, progress, address, num_cpus)
+    records = [folder.finished(p) for p in jobs]
+    finished = [(r["params"], r["result"]) for r in records if r is not None]
+    merged = exp.merge(finished, folder.root, quick)
+    job_seconds = sum(r["seconds"] for r in records if r is not None)
+    merged["provenance"] = {
+        "command": command or f"python -m proxylab reproduce {name} --out {out}",
+        "protocol": exp.protocol(quick), "proxylab": __version__, "git_commit": git_commit(),
+        "devices": sorted({r["device"] for r in records if r is not None}),
+        "jobs": len(jobs), "jobs_finished": len(finished),
+        "job_seconds_total": round(job_seconds, 1), "wall_seconds_this_call": round(time.perf_counter() - t0, 1)}
+    write_json_atomic(merged, folder.root / f"{name}.json")
+    return merged
