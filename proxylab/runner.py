@@ -32,6 +32,9 @@ from typing import Callable
 from tqdm.auto import tqdm
 
 
+KILL_ONCE_ENV = "PROXYLAB_KILL_WORKER_ONCE"  # a path: the first Ray job to see it missing creates it and dies
+
+
 class RunnerError(ValueError):
     """Bad input or state for the runner; the message says what to do."""
 
@@ -160,11 +163,31 @@ def _run_local(exp: Experiment, folder: Folder, todo: list[dict], progress: bool
 def _ray_job(name: str, params: dict, workdir: str, quick: bool):
     """What a Ray worker runs: one job of the named experiment (quick mode as the driver's)."""
     os.environ["PROXYLAB_QUICK"] = "1" if quick else "0"
+    marker = os.environ.get(KILL_ONCE_ENV)  # fault injection for the tests: die once, mid-grid
+    if marker and not Path(marker).exists():
+        Path(marker).write_text(json.dumps(params))
+        os._exit(1)
     from .experiments import get
 
     t0 = time.perf_counter()
     result = get(name).run(params, Path(workdir))
     return result, time.perf_counter() - t0, device_name()
+
+
+def _check_reachable(address: str, timeout: float = 3.0) -> None:
+    """Fail fast on a Ray address that does not answer (Ray itself retries for a minute or more)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            return
+    except ValueError:
+        raise RunnerError(f"--address must be HOST:PORT or auto, got {address!r}") from None
+    except OSError as err:
+        raise RunnerError(f"could not start or reach the Ray cluster at {address} ({err.strerror or err}); "
+                          "check the address (e.g. --address auto on a node of a running cluster) "
+                          "or use --engine local") from None
 
 
 def _run_ray(exp: Experiment, folder: Folder, todo: list[dict], progress: bool, address: str | None,
@@ -175,6 +198,8 @@ def _run_ray(exp: Experiment, folder: Folder, todo: list[dict], progress: bool, 
         raise RunnerError("--engine ray needs Ray: pip install 'proxylab[ray]' (or use --engine local)") from None
     import torch
 
+    if address and address != "auto" and not address.startswith("ray://"):
+        _check_reachable(address)
     if not ray.is_initialized():
         try:
             ray.init(address=address, num_cpus=num_cpus if address is None else None,

@@ -184,3 +184,77 @@ def test_cli_visualize_bad_input(tmp_path, capsys, args, message):
     rc = cli(["visualize", "--out", str(tmp_path / "x"), "--size", "64", "--quiet", *args])
     assert rc == 2
     assert message in capsys.readouterr().err
+
+
+def test_paper_regularization_blurs_weakly_and_rotates_within_one_degree():
+    from torchvision.transforms.v2 import functional as TF
+
+    blur, rotate = regularizers.paper_regularization(seed=4)
+    point = torch.zeros(1, 1, 5, 5)
+    point[..., 2, 2] = 1.0
+    row = blur(point, 1)[0, 0, 2, 1:4]
+    assert torch.allclose(row / row[1], torch.tensor([0.107, 0.786, 0.107]) / 0.786, atol=2e-3)  # sigma 0.5
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    angles = (torch.rand(5, generator=torch.Generator().manual_seed(4)) * 2 - 1).tolist()  # the rotation's draws
+    assert max(abs(a) for a in angles) <= 1.0 and any(abs(a) > 0.1 for a in angles)
+    for angle in angles:
+        out = rotate(x, 1)
+        assert torch.allclose(out, TF.rotate(x, angle, interpolation=TF.InterpolationMode.BILINEAR))
+        assert not torch.allclose(out, x, atol=1e-3)  # a real rotation, not a no-op
+
+
+class BNNet(nn.Module):
+    """A small CNN with BatchNorm (whose train mode would mix the images of a batch)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+        self.body[1].running_mean.normal_()
+        self.body[1].running_var.uniform_(0.5, 2)
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_visualize_runs_a_training_mode_model_in_eval_and_restores_its_mode():
+    model = BNNet().train()
+    stats = model.body[1].running_mean.clone()
+    batched = am.visualize(model, [0, 3], "proxygrad:0.2", steps=4, size=32, seed=5, progress=False)
+    assert model.training and model.body[1].training  # its mode is given back
+    assert torch.equal(model.body[1].running_mean, stats)  # running statistics untouched
+    for i, cls in enumerate([0, 3]):
+        single = am.visualize(model, [cls], "proxygrad:0.2", steps=4, size=32, seed=5 + i, progress=False)
+        assert torch.allclose(single.images[0], batched.images[i], atol=1e-5)
+    with torch.no_grad():
+        assert torch.allclose(batched.final, model.eval()(batched.images)[[0, 1], [0, 3]], atol=1e-5)
+
+
+def test_slope_diagnostic_compares_with_the_models_own_gradient():
+    model = BNNet().eval()
+    from proxylab import swap_activations
+    swap_activations(model, "leaky:0.2")
+    x = am.initial_images(3, 32, seed=0)
+    d = am.slope_diagnostic(model, x, [0, 1, 2], [0.2, 0.05, 0.5])
+    assert torch.allclose(d.cosine[0], torch.ones(3), atol=1e-6)  # at its own slope the proxy is exact
+    assert torch.allclose(d.gain[0], torch.ones(3), atol=1e-6)
+    assert (d.cosine[1:] < 1 - 1e-4).all()
+
+
+def test_lucent_render_scores_what_it_optimized(tiny):
+    pytest.importorskip("lucent")
+    from proxylab import with_lucent
+
+    sizes = []
+    handle = tiny.features[0].register_forward_pre_hook(lambda m, inp: sizes.append(inp[0].shape[-1]))
+    try:
+        images, scores = with_lucent.render(tiny, [1, 2], "proxygrad:0.1", steps=3, size=64, seed=0)
+    finally:
+        handle.remove()
+    assert images.shape == (2, 3, 64, 64) and images.min() >= -1 and images.max() <= 1
+    assert set(sizes) == {64}  # optimized at 64 px (lucent alone would upsample to 224), scored at 64 px
+    with torch.no_grad():
+        assert torch.allclose(scores, tiny(images)[[0, 1], [1, 2]], atol=1e-4)
+    relu_images, _ = with_lucent.render(tiny, [1, 2], "relu", steps=3, size=64, seed=0)
+    assert not torch.equal(relu_images, images)

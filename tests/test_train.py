@@ -262,3 +262,90 @@ def test_trained_run_can_be_visualized(tmp_path):
         assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
     r = am.visualize(model, [0, 1], "proxygrad:0.1", steps=3, size=32, progress=False)
     assert r.images.shape == (2, 3, 32, 32) and r.scores.shape == (4, 2)
+
+
+# --------------------------------------------------------------------------- the recipe's choices
+def test_lr_schedule_per_epoch():
+    from proxylab.train import lr_schedule
+
+    cfg = TrainConfig(epochs=8, lr=0.003).validate()  # drops after epochs 4 and 6
+    assert lr_schedule(cfg) == pytest.approx([0.003] * 4 + [0.0003] * 2 + [0.00003] * 2)
+    cfg = TrainConfig(epochs=10, lr=0.01, lr_milestones=(0.3,), lr_gamma=0.5).validate()
+    assert lr_schedule(cfg) == pytest.approx([0.01] * 3 + [0.005] * 7)
+
+
+def test_trained_lr_follows_the_schedule(tmp_path):
+    m = train(quick_cfg(tmp_path / "r", epochs=3, lr_milestones=(0.34, 0.67)), progress=False)
+    assert [h["lr"] for h in m["history"]] == pytest.approx([0.003, 0.0003, 0.00003])
+
+
+def test_optimizer_settings():
+    from proxylab import nets
+    from proxylab.train import make_optimizer
+
+    model = nets.build("resnet18", 10, "relu")
+    opt = make_optimizer(model, TrainConfig().validate())
+    assert opt.defaults["max_grad_norm"] is None and opt.defaults["lr"] == 0.003
+    decay_of = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    assert decay_of[id(model.conv1.weight)] == 0.01 and decay_of[id(model.fc.weight)] == 0.01
+    assert decay_of[id(model.bn1.weight)] == 0 and decay_of[id(model.bn1.bias)] == 0 and decay_of[id(model.fc.bias)] == 0
+    assert len(decay_of) == len(list(model.parameters()))
+    opt = make_optimizer(model, TrainConfig(clip_grad_norm=1.0, decay_norm_and_bias=True).validate())
+    assert opt.defaults["max_grad_norm"] == 1.0
+    assert {g["weight_decay"] for g in opt.param_groups} == {0.01}
+
+
+def test_resume_refuses_a_changed_configuration_and_a_corrupt_checkpoint(tmp_path):
+    from proxylab.train import ConfigMismatch
+
+    out = tmp_path / "r"
+    train(quick_cfg(out, epochs=1), progress=False)
+    (out / "metrics.json").unlink()  # as if killed after the first epoch's checkpoint
+    with pytest.raises(ConfigMismatch, match=r"lr: 0.003 -> 0.01"):
+        train(quick_cfg(out, epochs=1, lr=0.01), resume=True, progress=False)
+    with pytest.raises(ConfigMismatch, match="clip_grad_norm"):
+        train(quick_cfg(out, epochs=1, clip_grad_norm=1.0), resume=True, progress=False)
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="unreadable.*kept.*Delete it"):
+        train(quick_cfg(out, epochs=1), resume=True, progress=False)
+    assert (out / "checkpoint.pt").read_bytes() == b"not a checkpoint"
+    rc = cli(["train", "--subset", "128", "--batch-size", "32", "--arch", "pfnet18", "--activation", "proxygrad:0.1",
+              "--epochs", "1", "--out", str(out), "--resume", "--quiet"])
+    assert rc == 2
+
+
+def test_last_incomplete_batch_is_dropped(tmp_path):
+    """65 images in batches of 64: one full batch; the single leftover image (which breaks BatchNorm)
+    is not trained on."""
+    m = train(quick_cfg(tmp_path / "r", epochs=1, subset=65, batch_size=64, arch="resnet18"), progress=False)
+    assert len(m["history"]) == 1
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train(quick_cfg(tmp_path / "s", epochs=1, subset=40, batch_size=64), progress=False)
+
+
+@pytest.mark.parametrize("n, batch, world", [(130, 64, 3), (65, 64, 2), (1000, 64, 4), (97, 32, 3)])
+def test_every_process_gets_the_same_number_of_full_batches(n, batch, world):
+    from proxylab.train import GlobalBatchSampler
+
+    samplers = [GlobalBatchSampler(n, batch, seed=1, rank=r, world=world) for r in range(world)]
+    counts = {len(list(s)) for s in samplers}
+    assert counts == {n // batch}
+    together = sorted(i for s in samplers for b in s for i in b)
+    assert len(together) == (n // batch) * batch and len(set(together)) == len(together)
+
+
+def test_evaluation_runs_in_eval_mode(tmp_path):
+    from proxylab import nets
+    from proxylab.train import evaluate
+
+    _, test_set, _ = data.load("fashion-mnist", 32, subset=64)
+    model = nets.build("resnet18", 10, "relu")
+    before = model.bn1.running_mean.clone()
+    model.train()
+    loss, acc = evaluate(model, test_set, torch.device("cpu"), 0, 1)
+    assert torch.equal(model.bn1.running_mean, before)  # train-mode BatchNorm would have updated it
+    x = torch.stack([test_set[i][0] for i in range(len(test_set))])
+    y = torch.tensor([test_set[i][1] for i in range(len(test_set))])
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(model.eval()(x), y).item()
+    assert loss == pytest.approx(expected, rel=1e-5)

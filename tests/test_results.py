@@ -1,0 +1,69 @@
+"""Shipped results stay true to the code: for every experiment under results/, its protocol is
+the current one, and a small slice of one finished job, recomputed now, equals what is stored."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from proxylab import experiments
+from proxylab.runner import Folder
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+SHIPPED = sorted(p.parent.name for p in RESULTS.glob("*/protocol.json"))
+
+
+def finished_jobs(name):
+    return [json.loads(p.read_text()) for p in sorted((RESULTS / name / "jobs").glob("*.json"))]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_protocol_is_the_current_one(name):
+    exp = experiments.get(name)
+    stored = json.loads((RESULTS / name / "protocol.json").read_text())
+    assert stored == exp.protocol(False), (
+        f"results/{name} was made with another protocol: rerun 'python -m proxylab reproduce {name} "
+        f"--out results' into a fresh folder, or restore the protocol")
+    folder = Folder(RESULTS, exp, quick=False)
+    jobs = exp.jobs(False)
+    records = finished_jobs(name)
+    keys = {folder.path(p).name for p in jobs}
+    assert all(f"{r['key']}.json" in keys for r in records), "job files that belong to no job of the protocol"
+    merged = RESULTS / name / f"{name}.json"
+    if merged.exists():
+        assert json.loads(merged.read_text())["provenance"]["jobs_finished"] <= len(records)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_slice_of_the_shipped_result_recomputes(name):
+    records = finished_jobs(name)
+    if not records:
+        pytest.skip(f"results/{name} has no finished job yet")
+    record = records[0]
+    params, stored = record["params"], record["result"]
+    if name in ("figure2", "table3", "figure3"):  # the first steps of one AM job
+        steps = 2
+        now = experiments.run_am({**params, "steps": steps, "save_images": False}, Path("/nonexistent"))
+        assert now["mean"] == pytest.approx(stored["mean"][:steps + 1], rel=2e-3, abs=2e-3)
+        assert now["per_class"]["1"] == pytest.approx(stored["per_class"]["1"], rel=2e-3, abs=2e-3)
+    elif name == "table5":
+        now = experiments.run_table5(params, Path("/nonexistent"))
+        assert now["gradient"] == pytest.approx(stored["gradient"], rel=1e-4)
+    elif name == "figure4":
+        now = experiments.run_figure4(params, Path("/nonexistent"))
+        assert now["bn_input_std"] == pytest.approx(stored["bn_input_std"], rel=1e-4)
+    elif name.startswith("table4"):  # the first epoch of one training job
+        from proxylab.train import TrainConfig, train
+
+        record = min(records, key=lambda r: (r["params"]["arch"] != "pfnet18", r["key"]))
+        params, stored = record["params"], record["result"]
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = TrainConfig(**{**params, "lr_milestones": tuple(params["lr_milestones"]), "out": tmp})
+            cfg.epochs = 1  # epoch 1 runs at the full LR whatever the number of epochs
+            first = train(cfg, progress=False)["history"][0]
+        for key in ("train_loss", "test_accuracy"):
+            assert first[key] == pytest.approx(stored["history"][0][key], rel=1e-3, abs=0.2)
+    else:
+        pytest.fail(f"no recomputation for results/{name}: add one here")

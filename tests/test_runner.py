@@ -1,0 +1,138 @@
+"""The experiment runner: job files, resume after a kill, protocol checks, the Ray engine."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from proxylab import experiments
+from proxylab.cli import main as cli
+from proxylab.runner import Folder, RunnerError, job_key, reproduce
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK_ENV = dict(os.environ, PROXYLAB_QUICK="1", OMP_NUM_THREADS="1")
+
+
+def values(merged):
+    return {k: v for k, v in merged.items() if k != "provenance"}
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """An uninterrupted quick figure4 grid on the local engine."""
+    out = tmp_path_factory.mktemp("straight")
+    return out, reproduce("figure4", out, quick=True, progress=False)
+
+
+def test_job_keys_are_stable_and_distinct():
+    jobs = experiments.get("table5").jobs(False)
+    keys = [job_key(p) for p in jobs]
+    assert len(set(keys)) == len(keys) == 700
+    assert job_key(dict(jobs[0])) == keys[0] and job_key({**jobs[0], "seed": 99}) != keys[0]
+
+
+def test_local_engine_writes_one_file_per_job_and_merges(straight):
+    out, merged = straight
+    jobs = experiments.get("figure4").jobs(True)
+    files = sorted((out / "figure4" / "jobs").glob("*.json"))
+    assert len(files) == len(jobs) == 10
+    record = json.loads(files[0].read_text())
+    assert {"params", "result", "seconds", "device"} <= set(record)
+    assert merged["provenance"]["jobs_finished"] == 10 and (out / "figure4" / "figure4.png").stat().st_size > 0
+    assert set(merged["values"]) == {"Leaky ReLU", "ProxyGrad"}
+    leaky = merged["values"]["Leaky ReLU"]
+    assert len(leaky) == 3 and len(leaky[0]) == 2  # slopes x seeds
+    # a rerun runs nothing: the job files are not rewritten
+    stamps = [f.stat().st_mtime_ns for f in files]
+    again = reproduce("figure4", out, quick=True, progress=False)
+    assert [f.stat().st_mtime_ns for f in files] == stamps and values(again) == values(merged)
+
+
+def test_a_killed_run_resumes_and_merges_to_the_uninterrupted_result(straight, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "proxylab", "reproduce", "figure4", "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=QUICK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    jobs_dir = out / "figure4" / "jobs"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and len(list(jobs_dir.glob("*.json"))) < 3:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list(jobs_dir.glob("*.json")))
+    assert 3 <= done < 10, "the grid finished before it could be killed"
+    assert not (out / "figure4" / "figure4.json").exists()
+    merged = reproduce("figure4", out, quick=True, progress=False)
+    assert merged["provenance"]["jobs_finished"] == 10
+    assert values(merged) == values(straight[1])
+
+
+def test_results_of_another_protocol_are_refused(straight, tmp_path, capsys):
+    out = tmp_path / "other"
+    (out / "figure4").mkdir(parents=True)
+    (out / "figure4" / "protocol.json").write_text(json.dumps({"quick": False, "jobs": [], "version": 1}))
+    with pytest.raises(RunnerError, match="another protocol .*jobs, quick.*another --out"):
+        reproduce("figure4", out, quick=True, progress=False)
+    assert cli(["reproduce", "figure4", "--out", str(out), "--quiet"]) == 2
+    assert "another protocol" in capsys.readouterr().err
+
+
+def test_a_corrupt_job_file_is_named_and_nothing_else_is_lost(straight, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "corrupt"
+    shutil.copytree(straight[0] / "figure4", out / "figure4")
+    victim = sorted((out / "figure4" / "jobs").glob("*.json"))[4]
+    victim.write_text('{"params": ')
+    with pytest.raises(RunnerError, match=f"{victim.name} is corrupt; delete it"):
+        reproduce("figure4", out, quick=True, progress=False)
+    assert len(list((out / "figure4" / "jobs").glob("*.json"))) == 10
+    victim.unlink()
+    assert values(reproduce("figure4", out, quick=True, progress=False)) == values(straight[1])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["reproduce", "figur2"], "did you mean figure2"),
+    (["reproduce"], "name an experiment"),
+    (["reproduce", "figure4", "--engine", "ray", "--address", "127.0.0.1:9"], "could not start or reach"),
+])
+def test_cli_errors_are_one_line(tmp_path, capsys, args, message, monkeypatch):
+    rc = cli(args + ["--out", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_ray_missing_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(RunnerError, match=r"pip install 'proxylab\[ray\]'"):
+        reproduce("figure4", tmp_path, engine="ray", quick=True, progress=False)
+
+
+def test_list_names_every_experiment_with_its_cost(capsys):
+    assert cli(["reproduce", "--list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("figure2", "table3", "figure3", "table4", "table5", "figure4"):
+        assert f"\n{name} " in "\n" + out
+    assert out.count("on a 2-core CPU") == len(experiments.names())
+
+
+def test_ray_engine_survives_a_killed_worker_and_matches_the_local_engine(straight, tmp_path):
+    """A local Ray with 2 CPUs; the first job's worker dies once (os._exit), Ray retries it, and the
+    grid's job files and merged result equal the local engine's."""
+    pytest.importorskip("ray")
+    marker = tmp_path / "killed-once"
+    script = (f"from proxylab.runner import reproduce; import json; "
+              f"m = reproduce('figure4', {str(tmp_path / 'ray')!r}, engine='ray', quick=True, progress=False, num_cpus=2); "
+              f"print(json.dumps({{k: v for k, v in m.items() if k != 'provenance'}}))")
+    env = dict(QUICK_ENV, PROXYLAB_KILL_WORKER_ONCE=str(marker), RAY_USAGE_STATS_ENABLED="0")
+    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert marker.exists(), "no worker was killed"
+    merged = json.loads(res.stdout.strip().splitlines()[-1])
+    assert merged == json.loads(json.dumps(values(straight[1])))
+    local = {p.name: json.loads(p.read_text())["result"] for p in (straight[0] / "figure4" / "jobs").glob("*.json")}
+    remote = {p.name: json.loads(p.read_text())["result"] for p in (tmp_path / "ray" / "figure4" / "jobs").glob("*.json")}
+    assert local == remote
