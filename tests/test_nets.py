@@ -68,3 +68,19 @@ def test_sparsity_relu_and_proxygrad_sparse_leaky_dense():
         means[spec] = sum(fractions.values()) / len(fractions)
     assert means["relu"] > 0.3 and means["proxygrad:0.3"] == means["relu"]  # same forward
     assert means["leaky:0.1"] < means["relu"] / 5  # zeros only where the input was exactly 0
+
+
+def test_pfnet18_widths_and_parameter_count():
+    """Stage outputs 64, 128, 256, 512 channels at strides 4, 8, 16, 32; the trainable parameters
+    counted by hand from the design (PF module c_in -> c_out with width w: BN 2*c_in*w, 1x1 conv
+    c_in*w*c_out, BN 2*c_out; a strided skip: 1x1 conv c_in*c_out + BN 2*c_out):
+    stem 3,296 + stages 17,408 + 67,712 + 266,496 + 1,057,280 + classifier 5,130 = 1,417,322."""
+    model = nets.pfnet18(10)
+    shapes = []
+    hooks = [stage.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape[1:]))) for stage in model.layers]
+    model(torch.zeros(1, 3, 64, 64))
+    for h in hooks:
+        h.remove()
+    assert shapes == [(64, 16, 16), (128, 8, 8), (256, 4, 4), (512, 2, 2)]
+    assert sum(p.numel() for p in model.parameters()) == 1_417_322
+    assert sum(p.numel() for p in model.stem.parameters()) == 3_296

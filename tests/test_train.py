@@ -124,7 +124,10 @@ def test_augmentation_is_seeded_per_sample_and_epoch(fake_data):
     assert all(torch.equal(a, tr[i][0]) for i, a in enumerate(epoch0))  # same sample, same epoch: same image
     tr.epoch = 5
     assert any(not torch.equal(a, tr[i][0]) for i, a in enumerate(epoch0))  # new epoch: new crops and flips
-    assert torch.equal(te[0][0], te[0][0])  # no augmentation on the test set
+    te.epoch = 5  # no augmentation on the test set: every epoch sees the plain resized, normalized image
+    img, _ = te.base[te.indices[0]]
+    plain = te.normalize(data.T.Resize((16, 16), antialias=True)(data._to_rgb_tensor(img)))
+    assert torch.equal(te[0][0], plain)
 
 
 def quick_cfg(out, **kw):
