@@ -346,3 +346,29 @@ def compare(model: nn.Module, targets: Sequence[int], specs: Sequence[str], step
         result = visualize(model, targets, spec, steps=steps, progress=False, **kwargs)
         out[spec] = (result, time.perf_counter() - t0)
     return out
+
+
+def compare_over_seeds(model: nn.Module, targets: Sequence[int], specs: Sequence[str], seeds: Sequence[int],
+                       steps: int = 30, **kwargs) -> dict[str, torch.Tensor]:
+    """The original network's final score averaged over the targets, per spec and seed: spec ->
+    tensor (len(seeds),). Each seed starts every spec from the same images."""
+    return {spec: torch.stack([visualize(model, targets, spec, steps=steps, seed=seed, progress=False,
+                                         **kwargs).final.mean() for seed in seeds]) for spec in specs}
+
+
+def ranking(scores: dict[str, torch.Tensor]) -> str:
+    """A markdown ranking of specs by mean score over seeds, with the spread, saying for each
+    neighbour in the ranking whether the gap exceeds twice the standard error of the difference
+    (and so may be read as a difference at all)."""
+    n = len(next(iter(scores.values())))
+    order = sorted(scores, key=lambda s: -scores[s].mean().item())
+    lines = [f"| rank | spec | mean over {n} seeds | std | gap to the next |", "|---|---|---|---|---|"]
+    for i, spec in enumerate(order):
+        v = scores[spec]
+        gap = ""
+        if i + 1 < len(order) and n > 1:
+            d = v - scores[order[i + 1]]  # paired: the same start images per seed
+            se = d.std() / n ** 0.5
+            gap = f"{d.mean():.2f} ({'beyond' if d.mean() > 2 * se else 'within'} 2 SE = {2 * se:.2f})"
+        lines.append(f"| {i + 1} | `{spec}` | {v.mean():.2f} | {v.std() if n > 1 else float('nan'):.2f} | {gap} |")
+    return "\n".join(lines)

@@ -54,8 +54,8 @@ def derivation_steps() -> list[tuple[str, sp.Expr]]:
         ("density of X", p),
         ("E[Y] split at 0", sp.Eq(sp.Symbol("E[Y]"), mean_int)),
         ("E[Y]", sp.Eq(sp.Symbol("E[Y]"), m.mean)),
-        ("E[Y^2] split at 0", sp.Eq(sp.Symbol("E[Y^2]"), second_int)),
-        ("E[Y^2]", sp.Eq(sp.Symbol("E[Y^2]"), m.second)),
+        ("E[Y^2] split at 0", sp.Eq(sp.Symbol(r"E[Y^{2}]"), second_int)),
+        ("E[Y^2]", sp.Eq(sp.Symbol(r"E[Y^{2}]"), m.second)),
         ("Var[Y] = E[Y^2] - E[Y]^2", sp.Eq(sp.Symbol("Var[Y]"), m.var)),
         ("d Var / da", sp.Eq(sp.Symbol("dVar/da"), sp.simplify(sp.diff(m.var, a)))),
     ]

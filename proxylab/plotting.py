@@ -8,6 +8,11 @@ import numpy as np
 import torch
 
 
+# distinct dashes and markers (beside the colours), so that curves that coincide stay visible
+LINE_STYLES = [dict(ls="-", marker="o", lw=2.2, ms=5), dict(ls="--", marker="s", lw=1.6, ms=4),
+               dict(ls=":", marker="^", lw=1.6, ms=4), dict(ls="-.", marker="D", lw=1.2, ms=3)]
+
+
 def to_display(img: torch.Tensor) -> np.ndarray:
     """An image in [-1, 1] as (H, W) gray or (H, W, 3) RGB in [0, 1] for ``imshow``."""
     img = img.detach().float().cpu()
@@ -80,11 +85,11 @@ def sweep_plot(x: Sequence[float], series: Mapping[str, torch.Tensor], xlabel: s
     """Mean ± std over repeats: ``series[label]`` has shape (len(x), repeats)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.5))
-    for label, values in series.items():
+    for k, (label, values) in enumerate(series.items()):
         values = torch.as_tensor(values, dtype=torch.float64).reshape(len(x), -1)
         std = values.std(dim=1) if values.shape[1] > 1 else torch.zeros(len(x), dtype=torch.float64)
-        ax.errorbar(list(x), values.mean(dim=1).numpy(), yerr=std.numpy(), marker="o", capsize=3,
-                    label=label)
+        ax.errorbar(list(x), values.mean(dim=1).numpy(), yerr=std.numpy(), capsize=3, label=label,
+                    **LINE_STYLES[k % len(LINE_STYLES)])
     if hline is not None:
         ax.axhline(hline, color="gray", ls=":", lw=1)
     if logx:
@@ -144,13 +149,14 @@ def activation_figure(specs: Sequence[str], x_range: float = 2.0):
     from .proxygrad import parse_activation
 
     fig, (ax_f, ax_b) = plt.subplots(1, 2, figsize=(9, 3.2))
-    for spec in specs:
+    for k, spec in enumerate(specs):
         spec = parse_activation(spec)
         x = torch.linspace(-x_range, x_range, 401, requires_grad=True)
         y = spec.module()(x)
         (grad,) = torch.autograd.grad(y.sum(), x)
-        ax_f.plot(x.detach().numpy(), y.detach().numpy(), label=spec.label)
-        ax_b.plot(x.detach().numpy(), grad.numpy(), label=spec.label)
+        style = dict(label=spec.label, markevery=(8 * k, 50), **LINE_STYLES[k % len(LINE_STYLES)])  # coinciding curves stay visible
+        ax_f.plot(x.detach().numpy(), y.detach().numpy(), **style)
+        ax_b.plot(x.detach().numpy(), grad.numpy(), **style)
     ax_f.set_title("forward: y(x)")
     ax_b.set_title("backward: the derivative used")
     for ax in (ax_f, ax_b):

@@ -273,3 +273,13 @@ def reproduce(name: str, out, engine: str = "local", address: str | None = None,
         "job_seconds_total": round(job_seconds, 1), "wall_seconds_this_call": round(time.perf_counter() - t0, 1)}
     write_json_atomic(merged, folder.root / f"{name}.json")
     return merged
+
+
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
+
+
+def shipped(name: str, root=None) -> dict | None:
+    """The merged full-protocol result of experiment ``name`` committed under ``results/`` (None
+    when it is not there yet): what the notebooks show beside their quick live runs."""
+    path = Path(root or RESULTS_DIR) / name / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None

@@ -60,5 +60,7 @@ def test_derivation_steps_render_latex():
     steps = gaussian.derivation_steps()
     assert len(steps) >= 6
     for _, expr in steps:
-        assert sp.latex(expr)
+        text = sp.latex(expr)
+        assert text.count("{") == text.count("}") and "^{2]" not in text  # balanced: renders as math
+    assert any(sp.latex(expr).startswith("E[Y^{2}]") for _, expr in steps)
     assert math.isclose(float(gaussian.closed_form(0)["mean"]), 1 / math.sqrt(2 * math.pi))
