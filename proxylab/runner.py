@@ -88,6 +88,7 @@ def git_commit() -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=None)
 def device_name() -> str:
     import platform
 
