@@ -372,3 +372,50 @@ def ranking(scores: dict[str, torch.Tensor]) -> str:
             gap = f"{d.mean():.2f} ({'beyond' if d.mean() > 2 * se else 'within'} 2 SE = {2 * se:.2f})"
         lines.append(f"| {i + 1} | `{spec}` | {v.mean():.2f} | {v.std() if n > 1 else float('nan'):.2f} | {gap} |")
     return "\n".join(lines)
+
+
+def partial_conversions(model: nn.Module, targets: Sequence[int], slopes: Sequence[float],
+                        choices: dict, steps: int = 30, **kwargs) -> dict[tuple[float, str], float]:
+    """Mean final original score of ProxyGrad AM when only some rectifiers are converted.
+
+    Args:
+        choices: label -> ``layers`` filter (a function of the rectifier's qualified name, or None
+            for all), as in :func:`proxygrad`.
+
+    Returns:
+        (slope, label) -> mean final score over the targets.
+    """
+    return {(s, label): visualize(model, targets, f"proxygrad:{s}", steps=steps, layers=layers, progress=False,
+                                  **kwargs).final.mean().item()
+            for s in slopes for label, layers in choices.items()}
+
+
+def slope_verdict(curve: torch.Tensor, slopes: Sequence[float], suggested: tuple[float, float] | None,
+                  step: int) -> dict:
+    """Where a sweep's best positive slope at ``step`` lies against a suggested range.
+
+    Args:
+        curve: (len(slopes), steps + 1) mean scores, row 0 the ReLU baseline (slope 0).
+        slopes: the sweep's slopes, ``slopes[0] == 0``.
+        suggested: ``(low, high)`` from :func:`suggest_slope`, or None.
+
+    Returns:
+        ``{"best_slope", "ratio" (best score / baseline), "where"}``, ``where`` one of
+        ``"inside"``, ``"next to"`` (one grid step outside), ``"far from"``, ``"no suggestion"``.
+    """
+    if slopes[0] != 0:
+        raise ValueError("the first slope of a sweep must be 0 (the ReLU baseline)")
+    values = curve[1:, step]
+    grid = list(slopes[1:])
+    pos = int(values.argmax())
+    best = grid[pos]
+    out = {"best_slope": best, "ratio": values.max().item() / curve[0, step].item()}
+    if suggested is None:
+        out["where"] = "no suggestion"
+    elif suggested[0] <= best <= suggested[1]:
+        out["where"] = "inside"
+    elif any(suggested[0] <= grid[j] <= suggested[1] for j in (pos - 1, pos + 1) if 0 <= j < len(grid)):
+        out["where"] = "next to"
+    else:
+        out["where"] = "far from"
+    return out

@@ -75,7 +75,12 @@ def test_channel_and_unit_targets(tiny):
     r = am.visualize(tiny, target, "relu", steps=5, size=32, progress=False)
     assert r.final.shape == (2,) and (r.final > r.scores[0]).all()
     unit = am.channel_target("features.3", [1], position=(4, 4))
-    assert am.visualize(tiny, unit, "proxygrad:0.3", steps=3, size=32, progress=False).final.shape == (1,)
+    r = am.visualize(tiny, unit, "proxygrad:0.3", steps=3, size=32, progress=False)
+    with torch.no_grad():  # the score is that unit's pre-activation in the original network
+        conv = tiny.features[:4](r.images)
+    assert r.final.shape == (1,) and r.final[0].item() == pytest.approx(conv[0, 1, 4, 4].item(), abs=1e-5)
+    channel = am.visualize(tiny, target, "relu", steps=1, size=32, progress=False, x0=r.images.expand(2, -1, -1, -1))
+    assert channel.scores[0].tolist() == pytest.approx(conv[0, [2, 5]].mean(dim=(1, 2)).tolist(), abs=1e-5)
 
 
 def test_regularizers_each_do_what_they_say():
@@ -258,3 +263,21 @@ def test_lucent_render_scores_what_it_optimized(tiny):
         assert torch.allclose(scores, tiny(images)[[0, 1], [1, 2]], atol=1e-4)
     relu_images, _ = with_lucent.render(tiny, [1, 2], "relu", steps=3, size=64, seed=0)
     assert not torch.equal(relu_images, images)
+
+
+def test_slope_verdict_places_the_best_slope_against_the_range():
+    slopes = [0.0, 0.01, 0.05, 0.1, 0.2, 0.5]
+    curve = torch.tensor([[0.0, 10.0], [0.0, 11.0], [0.0, 12.0], [0.0, 15.0], [0.0, 9.0], [0.0, 1.0]])
+    v = am.slope_verdict(curve, slopes, (0.0125, 0.05), step=1)
+    assert v["best_slope"] == 0.1 and v["ratio"] == pytest.approx(1.5) and v["where"] == "next to"
+    assert am.slope_verdict(curve, slopes, (0.05, 0.2), step=1)["where"] == "inside"
+    assert am.slope_verdict(curve, slopes, (0.5, 0.5), step=1)["where"] == "far from"
+    assert am.slope_verdict(curve, slopes, None, step=1)["where"] == "no suggestion"
+    with pytest.raises(ValueError, match="first slope"):
+        am.slope_verdict(curve[1:], slopes[1:], None, step=1)
+
+
+def test_partial_conversions_change_only_the_chosen_rectifiers(tiny):
+    out = am.partial_conversions(tiny, [0, 1], [0.3], {"all": None, "none": lambda name: False}, steps=3, size=32)
+    relu = am.visualize(tiny, [0, 1], "relu", steps=3, size=32, progress=False).final.mean().item()
+    assert out[(0.3, "none")] == pytest.approx(relu, abs=1e-6) and out[(0.3, "all")] != pytest.approx(relu, abs=1e-4)
