@@ -136,3 +136,11 @@ def test_ray_engine_survives_a_killed_worker_and_matches_the_local_engine(straig
     local = {p.name: json.loads(p.read_text())["result"] for p in (straight[0] / "figure4" / "jobs").glob("*.json")}
     remote = {p.name: json.loads(p.read_text())["result"] for p in (tmp_path / "ray" / "figure4" / "jobs").glob("*.json")}
     assert local == remote
+
+
+def test_an_unusable_out_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert cli(["reproduce", "figure4", "--out", str(blocker / "results"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "choose a writable --out" in err and len(err.strip().splitlines()) == 1
