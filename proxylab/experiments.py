@@ -136,6 +136,10 @@ def figure2_merge(finished, folder: Path, quick: bool) -> dict:
                 best = max(range(len(xs)), key=lambda i: means[i])
                 summary[f"{reg}/{kind}/step{step}"] = {"slopes": xs, "mean": [round(m, 3) for m in means],
                                                         "se": [round(s, 3) for s in se], "best_slope": xs[best]}
+            relu = [e for e in next(iter(kinds.values())) if e["slope"] == 0 and str(step) in e["per_class"]]
+            if relu:
+                ax.axhline(torch.tensor(relu[0]["per_class"][str(step)]).mean().item(), color="gray", ls=":", lw=1,
+                           label="ReLU baseline")
             ax.set(xlabel="slope (0 = ReLU)", ylabel="mean logit of the 8 classes" if not quick else "mean logit",
                    title=f"{'with' if reg == 'paper' else 'without'} regularization, after {step} steps")
             ax.set_xscale("symlog", linthresh=0.01)
@@ -144,6 +148,23 @@ def figure2_merge(finished, folder: Path, quick: bool) -> dict:
     fig.suptitle("Figure 2 on EfficientNet-Lite0: mean ± SE over classes", fontsize=10)
     fig.tight_layout()
     fig.savefig(folder / "figure2.png", dpi=90)
+    plt.close(fig)
+    # the curves over the steps: ReLU and each kind at its best final slope, from the same runs
+    fig, axes = plt.subplots(1, len(data) or 1, figsize=(5.5 * max(1, len(data)), 3.4), squeeze=False)
+    for ax, (reg, kinds) in zip(axes[0], sorted(data.items())):
+        for kind, rows in kinds.items():
+            best = summary.get(f"{reg}/{kind}/step{steps}", {}).get("best_slope")
+            for e in rows:
+                if e["slope"] == 0 and kind == "proxygrad":
+                    ax.plot(e["mean"], color="gray", label="ReLU")
+                elif e["slope"] == best and best:
+                    ax.plot(e["mean"], label=f"{'ProxyGrad' if kind == 'proxygrad' else 'Leaky ReLU'} {best:g}")
+        ax.set(xlabel="step", ylabel="mean logit", xscale="symlog",
+               title=f"{'with' if reg == 'paper' else 'without'} regularization: best final slopes")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "figure2_curves.png", dpi=90)
     plt.close(fig)
     return {"experiment": "figure2", "quick": quick, "runs": data, "summary": summary}
 
