@@ -134,8 +134,13 @@ def figure2_merge(finished, folder: Path, quick: bool) -> dict:
                 se = [p.std().item() / len(p) ** 0.5 if len(p) > 1 else 0.0 for p in per]
                 ax.errorbar(xs, means, yerr=se, marker="o", capsize=3, label="ProxyGrad" if kind == "proxygrad" else "Leaky ReLU")
                 best = max(range(len(xs)), key=lambda i: means[i])
+                # paired with ReLU on the same classes: mean difference, its standard error, classes ahead
+                base = per[xs.index(0.0)] if 0.0 in xs else None
+                paired = [[round((p - base).mean().item(), 3), round((p - base).std().item() / len(p) ** 0.5, 3)
+                           if len(p) > 1 else 0.0, int((p > base).sum())] if base is not None else None for p in per]
                 summary[f"{reg}/{kind}/step{step}"] = {"slopes": xs, "mean": [round(m, 3) for m in means],
-                                                        "se": [round(s, 3) for s in se], "best_slope": xs[best]}
+                                                        "se": [round(s, 3) for s in se], "best_slope": xs[best],
+                                                        "vs_relu": paired, "classes": len(per[0])}
             relu = [e for e in next(iter(kinds.values())) if e["slope"] == 0 and str(step) in e["per_class"]]
             if relu:
                 ax.axhline(torch.tensor(relu[0]["per_class"][str(step)]).mean().item(), color="gray", ls=":", lw=1,
@@ -143,6 +148,7 @@ def figure2_merge(finished, folder: Path, quick: bool) -> dict:
             ax.set(xlabel="slope (0 = ReLU)", ylabel="mean logit of the 8 classes" if not quick else "mean logit",
                    title=f"{'with' if reg == 'paper' else 'without'} regularization, after {step} steps")
             ax.set_xscale("symlog", linthresh=0.01)
+            ax.set_xlim(-0.002, max(FIG2_SLOPES) * 1.2)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
     fig.suptitle("Figure 2 on EfficientNet-Lite0: mean ± SE over classes", fontsize=10)
