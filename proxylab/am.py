@@ -191,8 +191,7 @@ def visualize(model: nn.Module, targets: "Target | Sequence[int]", spec: str = "
             return target(model, img)
 
     image_seeds = [seed + i for i in range(x.shape[0])]
-    with evaluating(model), gradient_network(model, spec, layers) as (net, same_forward):
-        net.eval()
+    with evaluating(model), gradient_network(model, spec, layers) as (net, same_forward):  # a twin copies eval
         x, scores, snaps = ascend(
             lambda img: target(net, img), x, steps, step_length,
             score=None if same_forward else original_score,

@@ -97,9 +97,14 @@ class TrainConfig:
         return d
 
 
+def lr_milestones(cfg: TrainConfig) -> list[int]:
+    """The epochs after which the LR drops (``cfg.lr_milestones`` are fractions of the epochs)."""
+    return sorted({max(1, round(f * cfg.epochs)) for f in cfg.lr_milestones})
+
+
 def lr_schedule(cfg: TrainConfig) -> list[float]:
     """The learning rate of each epoch 1..epochs (what MultiStepLR gives with the milestones)."""
-    milestones = sorted({max(1, round(f * cfg.epochs)) for f in cfg.lr_milestones})
+    milestones = lr_milestones(cfg)
     return [cfg.lr * cfg.lr_gamma ** sum(epoch > m for m in milestones) for epoch in range(1, cfg.epochs + 1)]
 
 
@@ -257,8 +262,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, downloa
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     optimizer = make_optimizer(model, cfg)
-    milestones = sorted({max(1, round(f * cfg.epochs)) for f in cfg.lr_milestones})
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, cfg.lr_gamma)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, lr_milestones(cfg), cfg.lr_gamma)
     history, start = [], 1
     if ckpt is not None:
         ckpt = {k: (v if k in ("history", "config", "epoch") else _to(v, device)) for k, v in ckpt.items()}
