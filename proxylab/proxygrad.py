@@ -22,6 +22,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from . import functional
 from .rules import RULES, BackwardRule, module_seed, relu_forward
 
 RECTIFIERS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU)
@@ -205,19 +206,23 @@ def parse_activation(spec: "str | ActivationSpec") -> ActivationSpec:
 
 
 # --------------------------------------------------------------------------- model surgery
-def rectifier_sites(model: nn.Module) -> list[tuple[str, nn.Module, str, nn.Module]]:
+NO_RECTIFIER = ("{name} has no rectifier to convert: no nn.ReLU, nn.ReLU6, nn.LeakyReLU or ProxyGradReLU "
+                "module, and no call of F.relu, torch.relu, F.relu6, F.leaky_relu or F.hardtanh(x, 0, 6) in "
+                "its forward; ProxyGrad and the backward rules apply to ReLU-family activations only")
+
+
+def rectifier_sites(model: nn.Module, required: bool = True) -> list[tuple[str, nn.Module, str, nn.Module]]:
     """Every (qualified name, parent, attribute, module) where a ReLU/ReLU6/LeakyReLU/ProxyGradReLU
-    sits, in registration order; raises ``ValueError`` when there is none."""
+    module sits, in registration order. With ``required``, a model with no rectifier at all (no
+    module, and no functional call that :func:`proxylab.functional.count_functional` can find)
+    raises ``ValueError``; a model whose rectifiers are all functional gives an empty list."""
     sites = []
     for parent_name, parent in model.named_modules():
         for attr, child in parent._modules.items():  # not named_children(): it hides repeats
             if isinstance(child, RECTIFIERS + (ProxyGradReLU, BackwardRule)):
                 sites.append((f"{parent_name}.{attr}" if parent_name else attr, parent, attr, child))
-    if not sites:
-        raise ValueError(
-            f"{type(model).__name__} has no nn.ReLU, nn.ReLU6, nn.LeakyReLU or ProxyGradReLU "
-            "module to convert; rectifiers called functionally (F.relu, torch.relu) cannot be "
-            "swapped: replace them by nn.ReLU modules first")
+    if not sites and required and functional.count_functional(model) == 0:
+        raise ValueError(NO_RECTIFIER.format(name=type(model).__name__))
     return sites
 
 
@@ -225,7 +230,8 @@ def rectifier_sites(model: nn.Module) -> list[tuple[str, nn.Module, str, nn.Modu
 def rectifier_calls(model: nn.Module, on_output: Callable[[str, torch.Tensor], None]) -> Iterator[nn.Module]:
     """Call ``on_output(key, output)`` for every rectifier call in the forward passes made inside
     the ``with`` block; ``key`` is ``"qualified.name#k"``, the k-th call of that module (a module
-    can be called more than once per pass, as torchvision's ResNet blocks do)."""
+    can be called more than once per pass, as torchvision's ResNet blocks do), or
+    ``"module/relu#k"`` for a functional call (see :mod:`proxylab.functional`)."""
     calls: dict[str, int] = {}
     handles = []
     for name, _, _, module in rectifier_sites(model):
@@ -235,7 +241,8 @@ def rectifier_calls(model: nn.Module, on_output: Callable[[str, torch.Tensor], N
             on_output(f"{name}#{k}", out)
         handles.append(module.register_forward_hook(hook))
     try:
-        yield model
+        with functional.converting(model, observe=on_output):  # and the functional calls, "module/relu#k"
+            yield model
     finally:
         for h in handles:
             h.remove()
@@ -255,7 +262,7 @@ def _clamp_and_slope(module: nn.Module) -> tuple[float | None, float]:
 
 
 def _replace(model: nn.Module, make) -> list[tuple[nn.Module, str, nn.Module]]:
-    """Replace every rectifier by ``make(name, old_module)`` (None: keep it); a module shared by
+    """Replace every rectifier module by ``make(name, old_module)`` (None: keep it); a module shared by
     several parents (torchvision's ResNet reuses one ReLU per block) gets one shared replacement.
     Returns the (parent, attribute, old module) triples that were replaced."""
     new_for, replaced = {}, []
@@ -270,21 +277,49 @@ def _replace(model: nn.Module, make) -> list[tuple[nn.Module, str, nn.Module]]:
     return replaced
 
 
-def swap_activations(model: nn.Module, spec: "str | ActivationSpec") -> int:
+class SwapCount(int):
+    """What :func:`swap_activations` converted: an ``int`` (module attributes plus functional
+    sites) that also says ``.modules`` and ``.functional`` (None: not countable without running the
+    model; such calls are converted as the model runs)."""
+
+    def __new__(cls, modules: int, functional_sites: int | None):
+        obj = super().__new__(cls, modules + (functional_sites or 0))
+        obj.modules, obj.functional = modules, functional_sites
+        return obj
+
+    def __str__(self) -> str:
+        f = ("an unknown number of functional calls (converted as the model runs; pass example= to count them)"
+             if self.functional is None else f"{self.functional} functional call site{'s' * (self.functional != 1)}")
+        return f"{self.modules} rectifier module{'s' * (self.modules != 1)} and {f}"
+
+
+def swap_activations(model: nn.Module, spec: "str | ActivationSpec", example: torch.Tensor | None = None) -> SwapCount:
     """Replace every ReLU, ReLU6 and LeakyReLU of ``model`` in place by the activation ``spec``.
 
     ReLU6's clamp at 6 and each module's ``inplace`` flag are kept; the forward slope is the
     spec's (``"proxygrad:B"`` means a ReLU forward). To keep each module's own forward and change
-    only the backward, use :func:`proxygrad`.
+    only the backward, use :func:`proxygrad`. Rectifiers called as functions in ``forward``
+    (``F.relu``, ``torch.relu``, ``F.relu6``, ``F.leaky_relu``, ``F.hardtanh(x, 0, 6)``) are converted
+    too, from then on, every time the model runs (:mod:`proxylab.functional`).
 
     Args:
         model: the network, changed in place.
         spec: an activation spec such as ``"relu"``, ``"leaky:0.1"`` or ``"proxygrad:0.1"``.
+        example: optional input batch; counts the functional sites by running it once (no
+            gradient, eval mode). Without it they are counted by tracing with ``torch.fx``.
 
     Returns:
-        The number of module attributes replaced (9 for torchvision's ResNet18).
+        A :class:`SwapCount`: module attributes replaced (9 for torchvision's ResNet18) plus
+        functional sites (57 for torchvision's GoogLeNet), each also on its own, and a readable str.
     """
-    return len(_replace(model, _maker(parse_activation(spec))))
+    make = _maker(parse_activation(spec))
+    modules = len(_replace(model, make))
+    sites = functional.count_functional(model, example)
+    if modules == 0 and sites == 0:
+        raise ValueError(NO_RECTIFIER.format(name=type(model).__name__))
+    if sites != 0:
+        functional.install(model, make)
+    return SwapCount(modules, sites)
 
 
 def _maker(spec: ActivationSpec):
@@ -303,10 +338,14 @@ def _maker(spec: ActivationSpec):
 
 @contextlib.contextmanager
 def _temporarily(model: nn.Module, make) -> Iterator[nn.Module]:
-    """Replace rectifiers with ``make`` for a ``with`` block; restore them on exit, also on error."""
+    """Replace rectifiers with ``make`` for a ``with`` block, modules and functional calls alike;
+    restore them on exit, also on error."""
     replaced = _replace(model, make)
     try:
-        yield model
+        with functional.converting(model, make) as block:
+            yield model
+        if not block.sites and block.c.forwards and not rectifier_sites(model, required=False):
+            raise ValueError(NO_RECTIFIER.format(name=type(model).__name__))
     finally:
         for parent, attr, old in replaced:
             setattr(parent, attr, old)
@@ -324,7 +363,9 @@ def proxygrad(model: nn.Module, backward_slope: "float | Callable[[str], float |
 
     Each module keeps its own forward (ReLU, ReLU6's clamp, a LeakyReLU's slope), so the
     model's outputs do not change; the original modules are restored on exit, also when the
-    body raises.
+    body raises. Rectifiers the model calls as functions (``F.relu`` in torchvision's GoogLeNet)
+    are converted too while the block runs, under names such as ``"inception3a.branch1/relu"``
+    (:mod:`proxylab.functional`).
 
     Args:
         model: the network (changed only inside the ``with`` block).

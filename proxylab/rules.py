@@ -146,8 +146,10 @@ def module_seed(name: str) -> int:
 def set_state(model: nn.Module, step: int | None, image_seeds=None) -> int:
     """Tell every backward-rule module of ``model`` the AM step (from 0) and the seeds of the
     images in the batch; returns how many modules were told."""
+    from .functional import functional_modules
+
     n = 0
-    for m in model.modules():
+    for m in list(model.modules()) + functional_modules(model):
         if isinstance(m, BackwardRule):
             m.step, m.calls, n = step, 0, n + 1
             m.image_seeds = None if image_seeds is None else [int(s) for s in image_seeds]

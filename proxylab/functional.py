@@ -1,0 +1,295 @@
+"""Rectifiers called as functions (``F.relu``, ``torch.relu``, ``x.relu()``, ``F.relu6``,
+``F.leaky_relu``, ``F.hardtanh(x, 0, 6)``) inside a model's ``forward``.
+
+Module rectifiers are converted by replacing the module (:mod:`proxylab.proxygrad`). A functional
+call has no module to replace, so while a conversion is active a
+:class:`torch.overrides.TorchFunctionMode` sees every torch call the model makes, and each
+rectifier call made inside the model's forward is answered by the replacement module that the same
+conversion would have made for an equivalent ``nn.ReLU`` / ``nn.ReLU6`` / ``nn.LeakyReLU`` (same
+clamp, slope and ``inplace``). The forward is computed by the same kernels, so it stays
+bit-identical; only the autograd node differs.
+
+Why a function mode and not a ``torch.fx`` rewrite: fx returns a new traced module (the user's
+model object would not change, so ``with proxygrad(model, B): model(x)`` could not work), and it
+fails on forwards with data-dependent control flow; the mode converts the user's own model for the
+``with`` block and follows whatever Python the forward runs. fx is used only to *count* functional
+sites without running the model (:func:`count_functional`). The price: while a conversion is
+active every torch call of the process passes through the mode's Python method (a few microseconds
+each; ``benchmarks/bench_am.py`` measures AM on GoogLeNet against its bare forward and backward).
+
+Each functional call is named ``"<module>/<function>"`` after the module whose ``forward`` made it
+(``"inception3a.branch1/relu"`` in torchvision's GoogLeNet), with ``.k`` appended for the k-th call
+of that function in one run of the same forward (``"block/relu.1"``); calls in the root module's own
+forward are ``"/relu"``. The function part is the rectifier, not the spelling: ``relu`` for
+``F.relu`` / ``torch.relu`` / ``x.relu()`` / their in-place forms, ``relu6`` for ``F.relu6`` and
+``F.hardtanh(x, 0, 6)`` (what ``nn.ReLU6`` calls), ``leaky_relu``. The per-layer filters and per-layer slopes of
+:func:`proxylab.proxygrad` receive these names, like the qualified names of rectifier modules.
+"""
+from __future__ import annotations
+
+import threading
+import warnings
+import weakref
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
+
+_state = threading.local()  # .busy: inside a replacement call (no conversion of its own calls)
+
+
+def _arg(args, kwargs, i, name, default):
+    return args[i] if len(args) > i else kwargs.get(name, default)
+
+
+def _describe(func, args, kwargs) -> tuple[str, nn.Module] | None:
+    """The rectifier module equivalent to this call (``nn.ReLU(inplace)``, ...), with the
+    function's short name; None when the call is not a rectifier (e.g. ``hardtanh(x, -1, 1)``)."""
+    if func in (F.relu, torch.relu, torch.Tensor.relu):
+        return "relu", nn.ReLU(inplace=bool(_arg(args, kwargs, 1, "inplace", False)) if func is F.relu else False)
+    if func in (torch.relu_, torch.Tensor.relu_):
+        return "relu", nn.ReLU(inplace=True)
+    if func is F.relu6:
+        return "relu6", nn.ReLU6(inplace=bool(_arg(args, kwargs, 1, "inplace", False)))
+    if func in (F.leaky_relu, F.leaky_relu_):
+        slope = float(_arg(args, kwargs, 1, "negative_slope", 0.01))
+        inplace = func is F.leaky_relu_ or bool(_arg(args, kwargs, 2, "inplace", False))
+        return ("leaky_relu", nn.LeakyReLU(slope, inplace=inplace)) if slope >= 0 else None
+    if func in (F.hardtanh, F.hardtanh_):
+        low, high = float(_arg(args, kwargs, 1, "min_val", -1.0)), float(_arg(args, kwargs, 2, "max_val", 1.0))
+        if low != 0.0 or high != 6.0:
+            return None  # a clamp, not ReLU6
+        inplace = func is F.hardtanh_ or bool(_arg(args, kwargs, 3, "inplace", False))
+        return "relu6", nn.ReLU6(inplace=inplace)
+    return None
+
+
+FUNCTIONS = frozenset((F.relu, torch.relu, torch.Tensor.relu, torch.relu_, torch.Tensor.relu_, F.relu6,
+                       F.leaky_relu, F.leaky_relu_, F.hardtanh, F.hardtanh_))
+
+
+def _is_rectifier_module(module: nn.Module) -> bool:
+    from .proxygrad import RECTIFIERS, ProxyGradReLU
+    from .rules import BackwardRule
+
+    return isinstance(module, RECTIFIERS + (ProxyGradReLU, BackwardRule))
+
+
+class _Mode(TorchFunctionMode):
+    def __init__(self, controller: "_Controller"):
+        super().__init__()
+        self.controller = controller
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in FUNCTIONS:  # everything else passes straight through: this method runs for every torch call
+            kwargs = kwargs or {}
+            c = self.controller
+            top = c.frames[-1] if c.frames else None
+            if top is not None and not top[1] and not getattr(_state, "busy", False):
+                # inside a forward of the model, not of a rectifier module
+                described = _describe(func, args, kwargs)
+                if described is not None:
+                    return c.call(top, described, args[0], func, args, kwargs)
+            return func(*args, **kwargs)
+        return func(*args, **(kwargs or {}))
+
+
+class _Controller:
+    """The functional conversion of one model: its conversions (makes), observers, and the
+    replacement module of each site; active while at least one user holds it."""
+
+    def __init__(self, model: nn.Module):
+        self.model_ref = weakref.ref(model)
+        self.makes: list[tuple[Callable, dict]] = []  # (make(name, old) -> module | None, cache)
+        self.observers: list[Callable[[str, torch.Tensor], None]] = []
+        self.users = 0
+        self.frames: list = []  # per running module: (name, is_rectifier, calls per function) or None
+        self.calls: dict[str, int] = {}  # site -> calls since activation
+        self.names: dict[int, tuple[str, bool]] = {}
+        self.forwards = 0  # forward passes of the model since activation
+        self._mode = None
+        self._handles = []
+
+    # -- activation
+    def acquire(self):
+        self.refresh()
+        if self.users == 0:
+            self.frames, self.calls, self.forwards = [], {}, 0
+            pre = nn.modules.module.register_module_forward_pre_hook(self._push)
+            post = nn.modules.module.register_module_forward_hook(self._pop, always_call=True)
+            self._handles = [pre, post]
+            self._mode = _Mode(self)
+            self._mode.__enter__()
+        self.users += 1
+
+    def release(self):
+        self.users -= 1
+        if self.users == 0:
+            self._mode.__exit__(None, None, None)
+            for h in self._handles:
+                h.remove()
+            self._mode, self._handles, self.frames = None, [], []
+
+    def refresh(self):
+        """Re-read the model's module names (after a module swap inside an active block)."""
+        model = self.model_ref()
+        if model is not None:
+            self.names = {id(m): (n, _is_rectifier_module(m)) for n, m in model.named_modules(remove_duplicate=False)}
+
+    def _push(self, module, args):
+        known = self.names.get(id(module))  # None: not part of the model, its calls are not the model's
+        if known is not None and known[0] == "":
+            self.forwards += 1
+        self.frames.append(None if known is None else (known[0], known[1], {}))
+
+    def _pop(self, module, args, output):
+        if self.frames:
+            self.frames.pop()
+
+    # -- one functional call
+    def call(self, frame, described, x, func, args, kwargs):
+        module_name, _, counts = frame
+        fname, old = described
+        k = counts.get(fname, 0)
+        counts[fname] = k + 1
+        site = f"{module_name}/{fname}" + (f".{k}" if k else "")
+        replacement = old
+        for make, cache in self.all_makes():
+            if site not in cache:
+                cache[site] = make(site, replacement)
+            if cache[site] is not None:
+                replacement = cache[site]
+        _state.busy = True
+        try:
+            out = func(*args, **kwargs) if replacement is old else replacement(x)
+        finally:
+            _state.busy = False
+        n = self.calls.get(site, 0)
+        self.calls[site] = n + 1
+        for observe in self.observers:
+            observe(f"{site}#{n}", out)
+        return out
+
+    def all_makes(self):
+        model = self.model_ref()
+        return list(getattr(model, "_proxylab_swaps", [])) + self.makes
+
+    def modules(self) -> list[nn.Module]:
+        return [m for _, cache in self.all_makes() for m in cache.values() if m is not None]
+
+
+_controllers: "weakref.WeakKeyDictionary[nn.Module, _Controller]" = weakref.WeakKeyDictionary()
+
+
+def controller(model: nn.Module) -> _Controller:
+    if model not in _controllers:
+        _controllers[model] = _Controller(model)
+    return _controllers[model]
+
+
+class converting:
+    """Context manager: functional rectifier calls of ``model`` answered by ``make(site, old)``
+    (None keeps the call) and reported to ``observe(key, output)``; reentrant and nestable."""
+
+    def __init__(self, model: nn.Module, make: Callable | None = None,
+                 observe: Callable[[str, torch.Tensor], None] | None = None):
+        self.c, self.make, self.observe = controller(model), make, observe
+        self.entry = None
+
+    def __enter__(self):
+        if self.make is not None:
+            self.entry = (self.make, {})
+            self.c.makes.append(self.entry)
+        if self.observe is not None:
+            self.c.observers.append(self.observe)
+        self.c.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.c.release()
+        if self.entry is not None:
+            self.c.makes.remove(self.entry)
+        if self.observe is not None:
+            self.c.observers.remove(self.observe)
+        return False
+
+    @property
+    def sites(self) -> list[str]:
+        """The functional sites this block converted (or saw), in the order first called."""
+        return list(self.entry[1]) if self.entry else sorted(self.c.calls)
+
+
+# --------------------------------------------------------------------------- permanent conversion
+def _enter_hook(module, args):
+    conv = converting(module)
+    module._proxylab_active = getattr(module, "_proxylab_active", []) + [conv]
+    conv.__enter__()
+    if conv.c.users == 1:  # activated just now: the global pre-hook missed this very call
+        conv.c.frames.append(("", False, {}))
+        conv.c.forwards += 1
+
+
+def _exit_hook(module, args, output):
+    stack = getattr(module, "_proxylab_active", [])
+    if stack:
+        stack.pop().__exit__(None, None, None)
+
+
+def install(model: nn.Module, make: Callable) -> None:
+    """Convert the functional rectifier calls of ``model`` for good (as :func:`swap_activations`
+    does its modules): every forward of ``model`` runs under the conversion ``make``."""
+    if not hasattr(model, "_proxylab_swaps"):
+        model._proxylab_swaps = []
+        model.register_forward_pre_hook(_enter_hook)
+        model.register_forward_hook(_exit_hook, always_call=True)
+    model._proxylab_swaps.append((make, {}))
+
+
+def functional_modules(model: nn.Module) -> list[nn.Module]:
+    """The replacement modules that answer ``model``'s functional rectifier calls right now
+    (for :func:`proxylab.rules.set_state`)."""
+    c = _controllers.get(model)
+    if c is not None:
+        return c.modules()
+    return [m for _, cache in getattr(model, "_proxylab_swaps", []) for m in cache.values() if m is not None]
+
+
+def count_functional(model: nn.Module, example: torch.Tensor | None = None) -> int | None:
+    """How many functional rectifier sites ``model`` has: by running ``example`` through it
+    (no gradient, eval mode, modes restored) or, without one, by tracing it with ``torch.fx``;
+    None when it cannot be traced and no example is given."""
+    if example is not None:
+        from .am import evaluating
+
+        with evaluating(model), torch.no_grad(), converting(model, make=lambda site, old: None) as block:
+            model(example)
+        return len(block.sites)
+    from torch import fx
+
+    if model in _traced_counts:
+        return _traced_counts[model]
+
+    class Tracer(fx.Tracer):  # rectifier modules are counted as modules, not traced into
+        def is_leaf_module(self, m, qualname):
+            return _is_rectifier_module(m) or super().is_leaf_module(m, qualname)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            graph = Tracer().trace(model)
+    except Exception:  # noqa: BLE001 - fx refuses many real forwards; then the count is unknown
+        _traced_counts[model] = None
+        return None
+    n = 0
+    for node in graph.nodes:
+        if node.op == "call_function" and node.target in FUNCTIONS:
+            n += _describe(node.target, tuple(node.args), dict(node.kwargs)) is not None
+        elif node.op == "call_method" and node.target in ("relu", "relu_"):
+            n += 1
+    _traced_counts[model] = n
+    return n
+
+
+_traced_counts: "weakref.WeakKeyDictionary[nn.Module, int | None]" = weakref.WeakKeyDictionary()

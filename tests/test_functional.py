@@ -1,0 +1,227 @@
+"""Rectifiers called as functions inside forward (F.relu, torch.relu, x.relu(), F.relu6,
+F.leaky_relu, F.hardtanh(x, 0, 6)): converted like modules, against twins that use modules."""
+import contextlib
+import copy
+import types
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torch.nn import functional as F
+
+from proxylab import am, proxygrad, rules, swap_activations, swapped
+from proxylab.functional import count_functional
+from proxylab.proxygrad import rectifier_calls
+
+
+class Mixed(nn.Module):
+    """Modules and every functional form; ``modules=True`` makes the same network with modules."""
+
+    def __init__(self, modules=False, leaky=True):
+        super().__init__()
+        torch.manual_seed(0)
+        self.modules_, self.leaky = modules, leaky
+        self.c1, self.c2, self.c3, self.c4 = (nn.Conv2d(3 if i == 0 else 8, 8, 3, padding=1) for i in range(4))
+        self.r = nn.ReLU()
+        self.fc = nn.Linear(8, 5)
+        if modules:
+            self.f1, self.f2, self.f3, self.f4 = nn.ReLU(), nn.ReLU6(), nn.ReLU6(inplace=True), nn.ReLU(inplace=True)
+            self.f5 = nn.ReLU()
+            if leaky:
+                self.f6 = nn.LeakyReLU(0.2)
+
+    def forward(self, x):
+        x = self.r(self.c1(x))
+        if self.modules_:
+            x = self.f4(self.f3(self.f2(self.f1(self.c2(x)) * 8) - 1) + 0)  # same arithmetic as below
+            x = self.f5(self.c3(x) - 0.1)
+            x = self.f6(self.c4(x)) if self.leaky else self.c4(x)
+        else:
+            x = F.relu(self.c2(x))
+            x = F.relu6(x * 8)
+            x = F.hardtanh(x - 1, 0.0, 6.0, inplace=True)
+            x = torch.relu_(x + 0)
+            x = (self.c3(x) - 0.1).relu()
+            x = F.leaky_relu(self.c4(x), 0.2) if self.leaky else self.c4(x)
+        x = F.hardtanh(x, -1.0, 1.0)  # a clamp, not a rectifier: never converted
+        return self.fc(x.mean((2, 3)))
+
+
+def input_grad(model, x, target=1, ctx=None):
+    x = x.clone().requires_grad_(True)
+    with ctx if ctx is not None else contextlib.nullcontext():
+        y = model(x)
+        y[:, target].sum().backward()
+    return y.detach(), x.grad
+
+
+X = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+
+
+def test_functional_sites_are_counted_by_tracing_and_by_running():
+    model = Mixed()
+    assert count_functional(model) == 6  # relu, relu6, hardtanh(0, 6), relu_, .relu(), leaky_relu
+    assert count_functional(model, X) == 6
+    assert count_functional(Mixed(modules=True)) == 0
+    n = swap_activations(Mixed(), "proxygrad:0.1")
+    assert (n.modules, n.functional, int(n)) == (1, 6, 7)
+    assert str(n) == "1 rectifier module and 6 functional call sites"
+
+
+@pytest.mark.parametrize("slope", [0.05, 0.5])
+def test_proxygrad_on_functional_calls_equals_the_module_twin(slope):
+    f, m = Mixed(), Mixed(modules=True)
+    y_plain, g_plain = input_grad(f, X)
+    y_f, g_f = input_grad(f, X, ctx=proxygrad(f, slope))
+    y_m, g_m = input_grad(m, X, ctx=proxygrad(m, slope))
+    assert torch.equal(y_f, y_plain)  # the forward is bit-identical
+    assert torch.equal(y_f, y_m)
+    torch.testing.assert_close(g_f, g_m)
+    assert not torch.allclose(g_f, g_plain, rtol=1e-3, atol=1e-6)  # the conversion did something
+    # and the model is as it was after the block
+    torch.testing.assert_close(input_grad(f, X)[1], g_plain, rtol=0, atol=0)
+
+
+def test_per_layer_filter_and_slopes_see_functional_names():
+    f = Mixed()
+    seen = []
+
+    def slope(name):
+        seen.append(name)
+        return 0.3 if name == "/relu" else None  # only the first functional call
+
+    m = Mixed(modules=True)
+    _, g_f = input_grad(f, X, ctx=proxygrad(f, slope))
+    _, g_m = input_grad(m, X, ctx=proxygrad(m, lambda n: 0.3 if n == "f1" else None))
+    torch.testing.assert_close(g_f, g_m)
+    assert seen == ["r", "/relu", "/relu6", "/relu6.1", "/relu.1", "/relu.2", "/leaky_relu"]  # hardtanh(0, 6) is a ReLU6
+    _, g_none = input_grad(f, X, ctx=proxygrad(f, 0.3, layers=lambda n: False))
+    torch.testing.assert_close(g_none, input_grad(f, X)[1], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("spec", ["guided", "deconvnet", "redirected", "noisy:0.5", "proxygrad:0.2", "leaky:0.1"])
+def test_backward_rules_and_swaps_on_functional_calls_equal_the_module_twin(spec):
+    f, m = Mixed(leaky=False), Mixed(modules=True, leaky=False)
+    y_f, g_f = input_grad(f, X, ctx=swapped(f, spec))
+    y_m, g_m = input_grad(m, X, ctx=swapped(m, spec))
+    torch.testing.assert_close(y_f, y_m, rtol=0, atol=0)
+    if spec.startswith("noisy"):  # each site its own stream: the same when the names agree
+        assert g_f.abs().sum() > 0
+    else:
+        torch.testing.assert_close(g_f, g_m)
+
+
+def test_rules_refuse_a_functional_leaky_relu():
+    f = Mixed()
+    with pytest.raises(ValueError, match="'/leaky_relu' is a Leaky ReLU"):
+        input_grad(f, X, ctx=swapped(f, "guided"))
+    assert torch.equal(input_grad(f, X)[0], input_grad(Mixed(), X)[0])
+
+
+def test_permanent_swap_converts_every_later_forward_and_survives_deepcopy():
+    f, m = Mixed(), Mixed(modules=True)
+    swap_activations(f, "leaky:0.3")
+    swap_activations(m, "leaky:0.3")
+    y_f, g_f = input_grad(f, X)
+    y_m, g_m = input_grad(m, X)
+    torch.testing.assert_close(y_f, y_m)
+    torch.testing.assert_close(g_f, g_m)
+    twin = copy.deepcopy(f)
+    torch.testing.assert_close(input_grad(twin, X)[1], g_f)
+    assert torch._C._len_torch_function_stack() == 0  # nothing left active between forwards
+
+
+def test_rule_state_reaches_functional_replacements():
+    f = Mixed(leaky=False)
+    with swapped(f, "redirected"):
+        input_grad(f, X)
+        assert rules.set_state(f, 3, [0, 1]) == 1 + 5  # the module and the five functional sites
+
+
+def test_rectifier_calls_reports_functional_outputs():
+    f = Mixed()
+    keys = []
+    with torch.no_grad(), rectifier_calls(f, lambda key, out: keys.append(key)):
+        f(X)
+        f(X)
+    assert keys[:7] == ["r#0", "/relu#0", "/relu6#0", "/relu6.1#0", "/relu.1#0", "/relu.2#0", "/leaky_relu#0"]
+    assert keys[7:] == [k.replace("#0", "#1") for k in keys[:7]]
+
+
+def test_calls_outside_the_model_are_left_alone():
+    f = Mixed()
+    t = torch.tensor([-1.0, 2.0], requires_grad=True)
+    with proxygrad(f, 0.5):
+        F.relu(t).sum().backward()
+    assert t.grad.tolist() == [0.0, 1.0]
+
+
+def test_an_error_in_forward_leaves_nothing_active():
+    class Broken(nn.Module):
+        def forward(self, x):
+            F.relu(x)
+            raise RuntimeError("boom")
+
+    model = Broken()
+    with pytest.raises(RuntimeError, match="boom"):
+        with proxygrad(model, 0.1):
+            model(X)
+    assert torch._C._len_torch_function_stack() == 0
+    swap_activations(model, "leaky:0.1")
+    with pytest.raises(RuntimeError, match="boom"):
+        model(X)
+    assert torch._C._len_torch_function_stack() == 0
+
+
+def test_model_with_no_rectifier_at_all_is_refused():
+    class Untraceable(nn.Module):  # fx cannot trace a data-dependent branch
+        def forward(self, x):
+            return torch.tanh(x) if x.sum() > 0 else x
+
+    with pytest.raises(ValueError, match="no rectifier to convert"):
+        swap_activations(nn.Sequential(nn.Linear(2, 2), nn.Tanh()), "proxygrad:0.1")
+    with pytest.raises(ValueError, match="no rectifier to convert"):
+        swap_activations(Untraceable(), "proxygrad:0.1", example=torch.ones(1, 2))
+    model = Untraceable()
+    with pytest.raises(ValueError, match="no rectifier to convert"):  # known once the model ran
+        with proxygrad(model, 0.1):
+            model(torch.ones(1, 2))
+
+
+def _with_module_relus(model, cls):
+    """A twin whose ``cls`` blocks (torchvision's BasicConv2d) call an nn.ReLU module."""
+    twin = copy.deepcopy(model)
+    for block in twin.modules():
+        if isinstance(block, cls):
+            block.act = nn.ReLU(inplace=True)
+            block.forward = types.MethodType(lambda self, x: self.act(self.bn(self.conv(x))), block)
+    return twin
+
+
+@pytest.mark.parametrize("name,size,sites", [("googlenet", 64, 57), ("inception_v3", 80, 94)])
+def test_torchvision_functional_models(name, size, sites):
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(weights=None, aux_logits=False, init_weights=True).eval()
+    cls = type(model.Conv2d_1a_3x3 if name == "inception_v3" else model.conv1)
+    twin = _with_module_relus(model, cls)
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(2))
+    y0, g0 = input_grad(model, x, target=3)
+    y1, g1 = input_grad(model, x, target=3, ctx=proxygrad(model, 0.1))
+    y2, g2 = input_grad(twin, x, target=3, ctx=proxygrad(twin, 0.1))
+    assert torch.equal(y0, y1) and torch.equal(y1, y2)
+    scale = g2.abs().max()
+    torch.testing.assert_close(g1 / scale, g2 / scale)
+    assert (g1 - g0).abs().max() > 0.01 * scale
+    assert swap_activations(copy.deepcopy(model), "proxygrad:0.1").functional == sites
+
+
+def test_am_engine_on_a_functional_model_equals_the_module_twin():
+    f, m = Mixed(leaky=False), Mixed(modules=True, leaky=False)
+    for spec in ("proxygrad:0.2", "leaky:0.1", "redirected"):
+        rf = am.visualize(f, [0, 3], spec, steps=4, size=32, progress=False)
+        rm = am.visualize(m, [0, 3], spec, steps=4, size=32, progress=False)
+        torch.testing.assert_close(rf.scores, rm.scores)
+        torch.testing.assert_close(rf.images, rm.images)
+    d = am.slope_diagnostic(f, am.initial_images(2, 32, seed=0), [0, 3], [0.1])
+    assert d.layer_names[:2] == ["r#0", "/relu#0"] and len(d.layer_names) == 6
