@@ -10,7 +10,11 @@ import torch
 
 from . import __version__
 from .config import device, quick_mode
+from .files import writable_dir, write_json_atomic
 from .proxygrad import parse_activation
+
+MEANINGFUL_STEPS = 1000  # fewer optimizer steps than this: a smoke run (ResNet18 needs ~1 epoch of Fashion-MNIST)
+TRACEBACK_ENV = "PROXYLAB_TRACEBACK"  # set to 1 to see the traceback of an unexpected error
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -22,9 +26,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_visualize(args: argparse.Namespace) -> int:
     """Activation maximization of ImageNet classes: one PNG per class, a grid, results.json."""
-    import json
-    from pathlib import Path
-
     from . import am, models, plotting, regularizers
     from .config import setup
 
@@ -33,13 +34,12 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     if not names:
         raise ValueError("--classes needs at least one class name or index, e.g. --classes pelican,lion")
     indices = [models.class_index(c) for c in names]
+    out = writable_dir(args.out)  # before the work, not after it
     setup(args.seed)
     model = models.imagenet_model(args.model)
     result = am.visualize(model, indices, str(spec), steps=args.steps, lr=args.lr, size=args.size,
                           seed=args.seed, regularizers=regularizers.paper_regularization(args.seed)
                           if args.regularize else (), progress=not args.quiet)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     records = []
     for name, index, img, logit in zip(names, indices, result.images, result.final):
         slug = models.class_name(index).replace(" ", "_").replace("/", "_")
@@ -49,9 +49,7 @@ def cmd_visualize(args: argparse.Namespace) -> int:
                         "model": args.model, "seed": args.seed, "lr": args.lr, "size": args.size,
                         "regularize": bool(args.regularize), "image": f"{index:03d}_{slug}.png"})
     plotting.save_grid(result.images, out / "grid.png", nrow=min(len(indices), 8))
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(records, indent=2))
-    tmp.replace(out / "results.json")
+    write_json_atomic(records, out / "results.json", "results")
     for r in records:
         print(f"{r['class']:<20} logit {r['logit']:8.3f}")
     print(f"wrote {len(records)} images, grid.png and results.json to {out}")
@@ -62,6 +60,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train ResNet18 or PFNet18 with an activation spec; checkpoints every epoch, --resume continues."""
     from .train import TrainConfig, train
 
+    if int(os.environ.get("RANK", 0)) == 0:
+        writable_dir(args.out)
     cfg = TrainConfig(dataset=args.dataset, arch=args.arch, activation=args.activation, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
                       subset=args.subset, image_size=args.image_size, out=args.out,
@@ -72,6 +72,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, only rank 0 reports
         print(f"{cfg.dataset} {cfg.arch} {cfg.activation} seed {cfg.seed}: test accuracy "
               f"{metrics['test_accuracy']:.2f}% after {metrics['epochs']} epochs -> {cfg.out}/metrics.json")
+        steps = metrics.get("optimizer_steps", 0)
+        if steps < MEANINGFUL_STEPS:
+            print(f"note: only {steps} optimizer steps (fewer than {MEANINGFUL_STEPS:,}): a smoke run, not a result; "
+                  "do not quote its accuracy. Train on more images (--subset) or for more --epochs", file=sys.stderr)
     return 0
 
 
@@ -104,6 +108,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .runner import Folder, reproduce
 
     exp = experiments.get(args.experiment)
+    writable_dir(args.out)
     folder = Folder(args.out, exp, quick=False)
     jobs = exp.jobs(False)
     todo = [p for p in jobs if not folder.path(p).exists()]
@@ -124,6 +129,9 @@ def cmd_table(args: argparse.Namespace) -> int:
     bold, the paper beside it."""
     from .sweep import collect, tables
 
+    if not Path(args.runs_dir).is_dir():
+        raise ValueError(f"{args.runs_dir} is not a folder; name the folder that holds the runs, "
+                         "e.g. python -m proxylab table results/table4/jobs")
     print(tables(collect(args.runs_dir), paper=args.paper))
     return 0
 
@@ -232,13 +240,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Every failure ends in one line on stderr: exit 2 for what the user can
+    fix (bad input, missing data or model, an unwritable or full disk), 130 for Ctrl-C (finished
+    epochs and jobs are kept), 1 for an unexpected error (set PROXYLAB_TRACEBACK=1 to see it)."""
+    from .models import ModelUnavailable
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:  # bad input: one clear line
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, ModelUnavailable) as err:  # bad input, an unloadable model: one clear line
+        return _fail(str(err))
+    except OSError as err:  # missing data, a full disk, a folder that cannot be written
+        return _fail(str(err) if not err.filename or err.filename in str(err)
+                     else f"{err.strerror or err}: {err.filename}")
     except KeyboardInterrupt:
         print("interrupted: finished epochs and jobs are kept; rerun the same command (with --resume "
               "for train) to continue", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - a bug, not the user's mistake: still one line
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        print(f"error: unexpected {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''} "
+              f"(a bug; rerun with {TRACEBACK_ENV}=1 for the traceback and report it)", file=sys.stderr)
+        return 1
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2

@@ -16,6 +16,8 @@ import torchvision
 from torch.utils.data import Dataset
 from torchvision.transforms import v2 as T
 
+from .files import write_json_atomic
+
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                  "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
@@ -23,6 +25,30 @@ FASHION_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
 
 class DatasetMissing(FileNotFoundError):
     """A dataset is not on disk; the message says how to fetch it."""
+
+
+def staged_download(root: Path, folder: str, marker: str, fetch) -> None:
+    """Download with ``fetch(staging)`` into ``root/.partial-FOLDER`` and move the finished
+    ``FOLDER`` into ``root`` in one rename, unless ``root/FOLDER/MARKER`` shows it is there. An
+    interrupted download (Ctrl-C, a lost connection) never leaves a half-filled ``root/FOLDER``
+    that would later pass for the dataset; rerunning the download continues from the staging
+    folder (torchvision re-checks its archive there)."""
+    final = root / folder
+    if (final / marker).exists():
+        return
+    if final.is_dir() and not any(final.iterdir()):
+        final.rmdir()  # torchvision creates the empty folder when it only looks for the data
+    elif final.exists():
+        raise DatasetMissing(f"{final} holds an incomplete dataset (no {marker}); delete that folder and "
+                             "rerun the download")
+    staging = root / f".partial-{folder}"
+    staging.mkdir(parents=True, exist_ok=True)
+    fetch(staging)
+    if not (staging / folder / marker).exists():
+        raise DatasetMissing(f"the download into {staging} did not produce {folder}/{marker}; delete {staging} "
+                             "and retry")
+    os.replace(staging / folder, final)
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def data_root() -> Path:
@@ -48,8 +74,16 @@ def fashion_mnist(train: bool = True, root: Path | None = None, download: bool =
                 with gzip.open(src) as fin, open(tmp, "wb") as fout:
                     shutil.copyfileobj(fin, fout)
                 tmp.replace(raw / name)
+    if download and not all((raw / f).exists() for f in FASHION_FILES):
+        staging = root / ".partial-FashionMNIST"
+        torchvision.datasets.FashionMNIST(staging, train=train, download=True)
+        raw.mkdir(parents=True, exist_ok=True)
+        for name in FASHION_FILES:
+            if not (raw / name).exists():
+                os.replace(staging / "FashionMNIST" / "raw" / name, raw / name)
+        shutil.rmtree(staging, ignore_errors=True)
     try:
-        return torchvision.datasets.FashionMNIST(root, train=train, download=download)
+        return torchvision.datasets.FashionMNIST(root, train=train)
     except RuntimeError:
         raise DatasetMissing(
             f"Fashion-MNIST not found under {raw}. Get it offline with "
@@ -60,8 +94,10 @@ def fashion_mnist(train: bool = True, root: Path | None = None, download: bool =
 def caltech101(root: Path | None = None, download: bool = False) -> torchvision.datasets.Caltech101:
     """Caltech101 via torchvision (the BACKGROUND_Google class is dropped by torchvision)."""
     root = Path(root or data_root())
+    if download:
+        staged_download(root, "caltech101", "101_ObjectCategories", lambda staging: torchvision.datasets.Caltech101(staging, download=True))
     try:
-        return torchvision.datasets.Caltech101(root, download=download)
+        return torchvision.datasets.Caltech101(root)
     except RuntimeError:
         raise DatasetMissing(
             f"Caltech101 not found under {root / 'caltech101'}. Download it with "
@@ -112,7 +148,8 @@ class CUB200(Dataset):
         base = Path(root or data_root()) / "CUB_200_2011"
         if download and not (base / "images.txt").exists():
             from torchvision.datasets.utils import download_and_extract_archive
-            download_and_extract_archive(self.URL, str(base.parent), filename="CUB_200_2011.tgz")
+            staged_download(base.parent, base.name, "images.txt", lambda staging: download_and_extract_archive(
+                self.URL, str(staging), filename="CUB_200_2011.tgz"))
         needed = ["images.txt", "train_test_split.txt", "image_class_labels.txt"]
         if not all((base / f).exists() for f in needed):
             raise DatasetMissing(f"CUB-200-2011 not found under {base}. Download it with "
@@ -171,8 +208,10 @@ def raw_splits(name: str, seed: int = 0, root: Path | None = None, download: boo
     if name == "cub200":
         return CUB200(root, True, download), CUB200(root, False, download)
     if name == "flowers102":
+        if download:
+            staged_download(root, "flowers-102", "setid.mat", lambda staging: torchvision.datasets.Flowers102(staging, download=True))
         try:
-            splits = [torchvision.datasets.Flowers102(root, split=s, download=download) for s in ("train", "val", "test")]
+            splits = [torchvision.datasets.Flowers102(root, split=s) for s in ("train", "val", "test")]
         except RuntimeError:
             raise DatasetMissing(f"Flowers102 not found under {root / 'flowers-102'}. Download it with "
                                  "'python -m proxylab data flowers102 --download' (needs internet).") from None
@@ -216,9 +255,7 @@ def channel_stats(name: str, dataset, size: int = 64, limit: int = 2000, cache: 
     table = json.loads(cache.read_text()) if cache.exists() else {}  # another process may have added
     table[key] = {"mean": mean, "std": std}
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")  # one temporary file per process
-    tmp.write_text(json.dumps(table, indent=1))
-    tmp.replace(cache)
+    write_json_atomic(table, cache, "statistics cache")
     return mean, std
 
 

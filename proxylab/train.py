@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from . import data, nets
 from .config import device as default_device
+from .files import save_atomic, write_json_atomic, write_text_atomic
 from .proxygrad import parse_activation
 
 
@@ -149,18 +150,6 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
 
     def __len__(self):
         return sum(1 for _ in self.batches())
-
-
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _write_atomic(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def finished(out: Path, cfg: TrainConfig) -> dict | None:
@@ -308,10 +297,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, downloa
                         "train_accuracy": (100 * sums[1] / sums[2]).item(), "test_loss": test_loss,
                         "test_accuracy": test_acc})
         if rank == 0:
-            _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history,
                           "config": cfg.protocol()}, ckpt_path)
-            _write_atomic("".join(json.dumps(h) + "\n" for h in history), out / "metrics.jsonl")
+            write_text_atomic("".join(json.dumps(h) + "\n" for h in history), out / "metrics.jsonl", "metrics")
             if progress:
                 tqdm.write(f"epoch {epoch}: train loss {history[-1]['train_loss']:.4f}, "
                            f"test accuracy {test_acc:.2f}%")
@@ -324,9 +313,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, downloa
                "train_loss": final["train_loss"], "epochs": cfg.epochs, "activation": cfg.activation,
                "arch": cfg.arch, "dataset": cfg.dataset, "seed": cfg.seed, "world_size": world,
                "replica_checksums": [c.item() for c in checksums], "seconds_this_run": time.time() - started,
+               "optimizer_steps": cfg.epochs * len(loader),
                "config": cfg.protocol(), "protocol": cfg.protocol(), "history": history}
     if rank == 0:
-        _write_atomic(json.dumps(metrics, indent=1), out / "metrics.json")
+        write_json_atomic(metrics, out / "metrics.json", "metrics")
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
