@@ -20,6 +20,7 @@ from torch import nn
 from torchvision.transforms import v2 as T
 
 from . import am
+from .widgets import safely
 
 SAMPLE_IMAGES = {"Grace Hopper": "grace_hopper.jpg", "gift pack": "Minduka_Present_Blue_Pack.png",
                  "matplotlib logo": "logo2.png"}
@@ -124,10 +125,10 @@ class Explorer:
         self.am_view = W.Image(format="png", width=160)
         self.top_view = W.Image(format="png")
         self.status = W.HTML()
-        self.image.observe(lambda c: self.update_grid(), names="value")
-        self.layer.observe(lambda c: self.update_grid(), names="value")
-        self.upload.observe(lambda c: self.add_upload(), names="value")
-        self.button.on_click(lambda b: self.visualize_channel())
+        self.image.observe(lambda c: safely(self.update_grid, self.status), names="value")
+        self.layer.observe(lambda c: safely(self.update_grid, self.status), names="value")
+        self.upload.observe(lambda c: safely(self.add_upload, self.status), names="value")
+        self.button.on_click(lambda b: safely(self.visualize_channel, self.status))
         self.widget = W.VBox([
             W.HBox([self.image, self.upload, self.layer]),
             W.HBox([W.VBox([W.HTML("<b>input</b>"), self.input_view]), W.VBox([W.HTML("<b>channel activations</b>"), self.grid])]),

@@ -2,6 +2,8 @@
 ipywidgets only draws it."""
 from __future__ import annotations
 
+import html
+
 import ipywidgets as W
 import matplotlib.pyplot as plt
 from IPython.display import display
@@ -17,6 +19,17 @@ PROBLEMS = {
     "local_maxima": ("(c) local maxima: g = Σ LReLU_a(x) + b·LReLU_a(−x)", ("a", "b", "backward")),
     "conv": ("(d) convolution: g applied to a plus-shaped blur of x", ("a", "b", "backward")),
 }
+
+
+def safely(action, status: W.HTML):
+    """Run a widget callback; an error becomes one red line in ``status`` instead of a traceback
+    in the notebook's output area (the widget stays usable). Calling the method itself raises."""
+    try:
+        return action()
+    except Exception as err:  # noqa: BLE001 - whatever went wrong, the learner sees one line
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        status.value = f'<span style="color:#b00020">error: {html.escape(text)}</span>'
+        return None
 
 
 def show_figure(output: W.Output, fig):
@@ -61,7 +74,7 @@ class ToyExplorer:
         self.output = W.Output()
         self.summary = W.HTML()
         for slider in self.sliders.values():
-            slider.observe(lambda change: self.update(), names="value")
+            slider.observe(lambda change: safely(self.update, self.summary), names="value")
         self.widget = W.VBox([W.HTML(f"<b>{self.title}</b>"), W.HBox(list(self.sliders.values())),
                               self.summary, self.output])
         self.results: dict[str, toys.ToyResult] = {}
@@ -114,7 +127,7 @@ class GaussianExplorer:
                                     continuous_update=False)
         self.output = W.Output()
         self.summary = W.HTML()
-        self.slider.observe(lambda change: self.update(), names="value")
+        self.slider.observe(lambda change: safely(self.update, self.summary), names="value")
         self.widget = W.VBox([self.slider, self.summary, self.output])
         self.update()
 
@@ -149,7 +162,7 @@ class AMExplorer:
         self.button = W.Button(description="Run", button_style="primary")
         self.status = W.HTML()
         self.output = W.Output()
-        self.button.on_click(lambda _: self.run())
+        self.button.on_click(lambda _: safely(self.run, self.status))
         self.widget = W.VBox([W.HBox([self.cls, self.kind, self.slope, self.steps, self.button]),
                               self.status, self.output])
         self.result = None

@@ -71,3 +71,13 @@ def test_helpers():
     assert grid.min() >= 0 and grid.max() <= 1 and grid.shape == (3 * 9 + 1, 4 * 9 + 1)  # 4 columns, 3 rows
     layers = candidate_layers(models.imagenet_model("efficientnet-lite0", device="cpu"))
     assert "net._conv_stem" in layers and "net._blocks.0" in layers and layers["net._conv_head"][0] == 1280
+
+
+def test_an_upload_that_is_not_an_image_is_one_line_in_the_status(explorer):
+    images_before = dict(explorer.images)
+    explorer.upload.value = ({"name": "notes.txt", "type": "text/plain", "size": 5, "content": memoryview(b"hello"),
+                              "last_modified": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)},)
+    assert "error: cannot identify image file" in explorer.status.value
+    assert explorer.images.keys() == images_before.keys()  # nothing half-added; the explorer still works
+    explorer.layer.value = list(explorer.layers)[0]
+    assert "error" not in explorer.status.value

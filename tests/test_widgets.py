@@ -44,3 +44,25 @@ def test_each_problem_has_its_sliders(problem):
 def test_unknown_problem():
     with pytest.raises(ValueError, match="unknown toy problem"):
         toy_explorer("nope")
+
+
+def test_an_error_in_a_callback_is_one_line_in_the_widget_not_a_traceback(monkeypatch):
+    from torch import nn
+
+    from proxylab import toys
+    from proxylab.widgets import AMExplorer
+
+    no_rectifier = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(1000))
+    explorer = AMExplorer(no_rectifier, classes=["pelican"], steps=2, size=32)
+    explorer.button.click()
+    assert explorer.status.value.startswith('<span style="color:#b00020">error: Sequential has no rectifier')
+    e = toy_explorer("race", steps=20)
+
+    def broken(*a, **kw):
+        raise ValueError("a <broken> run")
+
+    monkeypatch.setattr(toys, "run_toy", broken)
+    e.sliders["backward"].value = 0.5
+    assert "error: a &lt;broken&gt; run" in e.summary.value  # escaped, one line
+    with pytest.raises(ValueError):  # the method itself still raises for code that calls it
+        e.update()
