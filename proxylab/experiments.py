@@ -383,6 +383,159 @@ def table4_merge_for(name: str):
     return merge
 
 
+# --------------------------------------------------------------------------- the slope diagnostic's record
+FM_SLOPES = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0]
+
+
+def diagnostic_jobs(quick: bool) -> list[dict]:
+    """One job per model: the diagnostic per class at the AM start images; for the Fashion-MNIST
+    ResNet18 (trained in the job as Table 4 trains it) also the AM grid it is held against (the
+    EfficientNet-Lite0 grid is Figure 2's)."""
+    fm = {"model": "fmnist-resnet18", "train": {**_train_setting(quick), "arch": "resnet18", "activation": "relu",
+                                                "seed": 0},
+          "classes": list(range(3 if quick else 10)), "size": 32, "steps": 3 if quick else 500,
+          "slopes": [0.0, 0.05, 0.2] if quick else FM_SLOPES}
+    lite = {"model": "efficientnet-lite0", **{k: v for k, v in _am_setting(quick).items() if k != "model"},
+            "slopes": [0.0, 0.05, 0.2] if quick else FIG2_SLOPES}
+    from .am import DEFAULT_INIT_STD, DEFAULT_LR
+
+    fm.update({"lr": DEFAULT_LR, "init_std": DEFAULT_INIT_STD, "seed": 0})
+    return [lite, fm]
+
+
+def run_diagnostic(params: dict, workdir: Path) -> dict:
+    from . import am, models
+
+    if params["model"] == "efficientnet-lite0":
+        model = _imagenet("efficientnet-lite0")
+        targets = [models.class_index(c) for c in params["classes"]]
+    else:
+        from .config import device
+        from .train import TrainConfig, load_for_am, train
+
+        cfg = dict(params["train"], lr_milestones=tuple(params["train"]["lr_milestones"]), out=str(workdir / "model"))
+        train(TrainConfig(**cfg), resume=True, progress=False)
+        model = load_for_am(workdir / "model", device())
+        targets = list(params["classes"])
+    x0 = am.initial_images(len(targets), params["size"], params["seed"], params["init_std"])
+    slopes = [s for s in params["slopes"] if s > 0]
+    d = am.slope_diagnostic(model, x0, targets, slopes)
+    result = {"cosine": [[round(v, 5) for v in row] for row in d.cosine.T.tolist()],  # per class, per slope
+              "gain": [[round(v, 5) for v in row] for row in d.gain.T.tolist()]}
+    if params["model"] != "efficientnet-lite0":  # its own AM grid: per class, per slope, at every kept step
+        keep = sorted({s for s in KEEP_STEPS if s <= params["steps"]} | {params["steps"]})
+        grid = {}
+        for s in params["slopes"]:
+            r = am.visualize(model, targets, "relu" if s == 0 else f"proxygrad:{s:g}", steps=params["steps"],
+                             lr=params["lr"], size=params["size"], seed=params["seed"], init_std=params["init_std"],
+                             progress=False)
+            grid[f"{s:g}"] = {str(k): [round(v, 4) for v in r.scores[k].tolist()] for k in keep}
+        result["grid"] = grid
+    return result
+
+
+def _one_image(d, i):
+    from .am import SlopeDiagnostic
+
+    return SlopeDiagnostic(d["slopes"], torch.tensor(d["gain"])[i][:, None], torch.tensor(d["cosine"])[i][:, None],
+                           [], torch.zeros(0), torch.zeros(0))
+
+
+def diagnostic_record(slopes: list[float], scores: torch.Tensor, suggested: list) -> dict:
+    """How a per-class suggestion fares on a measured grid.
+
+    Args:
+        slopes: the grid, ``slopes[0] == 0`` (ReLU).
+        scores: (len(slopes), classes) scores at one step.
+        suggested: per class ``(low, high)`` or None.
+
+    Returns:
+        per class the best positive slope, where it lies against the suggestion, the score of the
+        suggestion's upper end as a fraction of the best; and for comparison the same fraction for
+        every fixed slope of the grid (mean over classes).
+    """
+    pos = scores[1:]
+    best_idx = pos.argmax(dim=0)
+    best = pos.max(dim=0).values
+    grid = slopes[1:]
+    rows = []
+    for c in range(scores.shape[1]):
+        rng = suggested[c]
+        b = grid[int(best_idx[c])]
+        if rng is None:
+            where, frac = "no suggestion", None
+        else:
+            inside = rng[0] <= b <= rng[1]
+            near = any(rng[0] <= grid[j] <= rng[1] for j in (int(best_idx[c]) - 1, int(best_idx[c]) + 1) if 0 <= j < len(grid))
+            where = "inside" if inside else "next to" if near else "far from"
+            frac = (pos[grid.index(rng[1]), c] / best[c]).item() if rng[1] in grid else None
+        rows.append({"best_slope": b, "relu_over_best": round((scores[0, c] / best[c]).item(), 4),
+                     "suggested": rng, "where": where, "suggested_over_best": None if frac is None else round(frac, 4)})
+    fixed = {f"{s:g}": round((pos[j] / best).mean().item(), 4) for j, s in enumerate(grid)}
+    fracs = [r["suggested_over_best"] for r in rows if r["suggested_over_best"] is not None]
+    return {"per_class": rows, "fixed_over_best": fixed,
+            "suggested_over_best_mean": round(sum(fracs) / len(fracs), 4) if fracs else None,
+            "relu_over_best_mean": round(sum(r["relu_over_best"] for r in rows) / len(rows), 4),
+            "inside_or_next": sum(r["where"] in ("inside", "next to") for r in rows), "classes": len(rows)}
+
+
+def diagnostic_merge(finished, folder: Path, quick: bool) -> dict:
+    import json
+
+    import matplotlib.pyplot as plt
+
+    from .am import suggest_slope
+
+    panels = {}
+    for params, result in finished:
+        slopes = params["slopes"]
+        d = {"slopes": [s for s in slopes if s > 0], "gain": result["gain"], "cosine": result["cosine"]}
+        suggested = [suggest_slope(_one_image(d, i)) for i in range(len(result["cosine"]))]
+        if params["model"] == "efficientnet-lite0":
+            fig2 = folder.parent / "figure2" / "figure2.json"
+            if not fig2.exists():
+                continue
+            runs = json.loads(fig2.read_text())["runs"]
+            grids = {}
+            for reg, kinds in runs.items():
+                rows = {e["slope"]: e["per_class"] for e in kinds.get("proxygrad", [])}
+                if all(s in rows for s in slopes):
+                    grids[reg] = {step: torch.tensor([rows[s][step] for s in slopes]) for step in rows[0.0]}
+        else:
+            grids = {"none": {step: torch.tensor([result["grid"][f"{s:g}"][step] for s in slopes])
+                              for step in result["grid"]["0"]}}
+        steps = params["steps"]
+        for reg, by_step in grids.items():
+            for step in sorted({10, steps} & {int(k) for k in by_step}):
+                rec = diagnostic_record(slopes, by_step[str(step)], suggested)
+                rec.update({"model": params["model"], "regularize": reg, "step": step})
+                panels[f"{params['model']}/{reg}/step{step}"] = rec
+    if panels:
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
+        for ax, (key, rec) in zip(axes[0], panels.items()):
+            for c, row in enumerate(rec["per_class"]):
+                if row["suggested"]:
+                    ax.plot([c, c], row["suggested"], color="tab:blue", lw=5, alpha=0.4,
+                            label="suggested range" if c == 0 else None)
+                ax.plot(c, row["best_slope"], "o", color="tab:red", label="best slope" if c == 0 else None)
+            ax.set(yscale="log", xlabel="class", ylabel="backward slope",
+                   title=f"{rec['model']}\n{'with' if rec['regularize'] == 'paper' else 'no'} reg., {rec['step']} steps")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(folder / "diagnostic.png", dpi=90)
+        plt.close(fig)
+    lines = ["| model | regularization | steps | best in or next to the range | score at the range's top / best "
+             "| best fixed slope / best | ReLU / best |", "|---|---|---|---|---|---|---|"]
+    for rec in panels.values():
+        top_fixed = max(rec["fixed_over_best"].items(), key=lambda kv: kv[1])
+        sug = rec["suggested_over_best_mean"]
+        lines.append(f"| {rec['model']} | {rec['regularize']} | {rec['step']} | {rec['inside_or_next']} of "
+                     f"{rec['classes']} | {'-' if sug is None else f'{sug:.3f}'} | {top_fixed[1]:.3f} ({top_fixed[0]}) "
+                     f"| {rec['relu_over_best_mean']:.3f} |")
+    return {"experiment": "diagnostic", "quick": quick, "panels": panels, "markdown": "\n".join(lines)}
+
+
 # --------------------------------------------------------------------------- the registry
 def _key(params):
     from .runner import job_key
@@ -424,6 +577,11 @@ REGISTRY = {
                          "PFNet18 x 7 activations x 3 seeds (42 jobs)",
                          table4_jobs, run_train, table4_merge_for("table4"), _plain_protocol(table4_jobs),
                          lambda q: 3 if q else 130),
+    "diagnostic": Experiment("diagnostic", "the slope diagnostic per class against the measured best slope: "
+                             "EfficientNet-Lite0 on Figure 2's grid (run figure2 first) and a Fashion-MNIST ResNet18 "
+                             "(trained as in table4) on its own 500-step grid (2 jobs)",
+                             diagnostic_jobs, run_diagnostic, diagnostic_merge, _plain_protocol(diagnostic_jobs),
+                             lambda q: 2 if q else 600),
     "table4-paper": Experiment("table4-paper", "the paper's Table 4: Caltech101, CUB-200, Flowers102 x ResNet18, PFNet18 x "
                                "7 activations x 5 seeds, 300 epochs (210 jobs; needs the data and a GPU)",
                                table4_paper_jobs, run_train, table4_merge_for("table4-paper"),

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from proxylab import experiments
 from proxylab.cli import main as cli
@@ -144,3 +145,21 @@ def test_an_unusable_out_is_one_line(tmp_path, capsys):
     assert cli(["reproduce", "figure4", "--out", str(blocker / "results"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "choose a writable --out" in err and len(err.strip().splitlines()) == 1
+
+
+def test_diagnostic_record_by_hand():
+    from proxylab.experiments import diagnostic_record
+
+    slopes = [0.0, 0.01, 0.1, 0.3]
+    scores = torch.tensor([[10.0, 10.0], [12.0, 9.0], [15.0, 11.0], [11.0, 20.0]])  # (slope, class)
+    rec = diagnostic_record(slopes, scores, [(0.025, 0.1), None])
+    first, second = rec["per_class"]
+    assert first == {"best_slope": 0.1, "relu_over_best": round(10 / 15, 4), "suggested": (0.025, 0.1),
+                     "where": "inside", "suggested_over_best": 1.0}
+    assert second["best_slope"] == 0.3 and second["where"] == "no suggestion" and second["suggested_over_best"] is None
+    assert rec["fixed_over_best"] == {"0.01": round((12 / 15 + 9 / 20) / 2, 4), "0.1": round((1 + 11 / 20) / 2, 4),
+                                      "0.3": round((11 / 15 + 1) / 2, 4)}
+    assert rec["inside_or_next"] == 1 and rec["suggested_over_best_mean"] == 1.0
+    far = diagnostic_record(slopes, scores, [(0.0025, 0.01), (0.025, 0.1)])["per_class"]
+    assert [r["where"] for r in far] == ["next to", "next to"]
+    assert far[0]["suggested_over_best"] == round(12 / 15, 4)
