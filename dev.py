@@ -6,6 +6,12 @@
 
 Extra arguments after ``test`` go to pytest (``python3 dev.py test tests/test_proxygrad.py``).
 The test command runs in quick mode (PROXYLAB_QUICK=1) unless that variable is already set.
+
+For maintainers:
+
+    python3 dev.py notebooks [NB ...]  # execute notebooks in place (quick mode unless PROXYLAB_QUICK
+                                       # is set), saving widget state, without progress-bar outputs
+    python3 dev.py book                # the static HTML book in build/book/ (offline: npm assets)
 """
 from __future__ import annotations
 
@@ -38,12 +44,88 @@ def ensure_venv() -> None:
     STAMP.write_text(digest)
 
 
+BOOK_SRC, BOOK_OUT = ROOT / "build" / "book-src", ROOT / "build" / "book"
+
+
+def vendor_assets(static: Path) -> None:
+    """MathJax 3 and the standalone Jupyter widget manager from node_modules (``npm ci`` once,
+    from package-lock.json) into ``static/vendor-offline``: the book loads nothing from a CDN."""
+    import shutil
+
+    nm = ROOT / "node_modules"
+    if not (nm / "mathjax" / "es5" / "tex-mml-chtml.js").exists() or not (nm / "@jupyter-widgets" / "html-manager").is_dir():
+        subprocess.check_call(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=ROOT)
+    dest = static / "vendor-offline"
+    shutil.rmtree(dest, ignore_errors=True)
+    (dest / "mathjax" / "output" / "chtml" / "fonts").mkdir(parents=True)
+    (dest / "mathjax" / "input" / "tex").mkdir(parents=True)
+    (dest / "html-manager").mkdir(parents=True)
+    es5 = nm / "mathjax" / "es5"
+    shutil.copy(es5 / "tex-mml-chtml.js", dest / "mathjax")
+    shutil.copytree(es5 / "output" / "chtml" / "fonts" / "woff-v2", dest / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2")
+    shutil.copytree(es5 / "input" / "tex" / "extensions", dest / "mathjax" / "input" / "tex" / "extensions")
+    for f in (nm / "@jupyter-widgets" / "html-manager" / "dist").iterdir():
+        if f.is_file() and not f.name.endswith((".map", "-amd.js")):
+            shutil.copy(f, dest / "html-manager")
+
+
+def build_book(extra: list[str]) -> int:
+    """Stage book/, the notebooks and README.md in build/book-src, vendor the JS, run sphinx -W -n."""
+    import shutil
+
+    shutil.rmtree(BOOK_SRC, ignore_errors=True)
+    shutil.copytree(ROOT / "book", BOOK_SRC)
+    shutil.copytree(ROOT / "notebooks", BOOK_SRC / "notebooks",
+                    ignore=shutil.ignore_patterns("runs", ".ipynb_checkpoints", "*.py"))
+    shutil.copy(ROOT / "README.md", BOOK_SRC / "README.md")
+    vendor_assets(BOOK_SRC / "_static")
+    cmd = [str(PY), "-m", "sphinx", "-W", "-n", "--keep-going", "-q", "-b", "html", str(BOOK_SRC), str(BOOK_OUT), *extra]
+    rc = subprocess.call(cmd, cwd=ROOT)
+    if rc == 0:
+        print(f"book: {BOOK_OUT / 'index.html'}")
+    return rc
+
+
+PROGRESS = ("it/s]", "s/it]", "it/s, ", "s/it, ")  # what a tqdm bar's text ends with
+
+
+def _is_progress(output: dict) -> bool:
+    text = output.get("text") or "".join(output.get("data", {}).get("text/plain", []))
+    text = "".join(text) if isinstance(text, list) else text
+    return "%|" in text and any(p in text for p in PROGRESS)
+
+
+def execute_notebooks(paths: list[str], env: dict) -> int:
+    """Execute notebooks in place (widget state saved), then drop progress-bar outputs: a saved
+    bar is frozen text (``0%| | 0/36``) that helps no reader."""
+    import json
+
+    paths = paths or sorted(str(p) for p in (ROOT / "notebooks").glob("[0-9]*.ipynb"))
+    for path in paths:
+        print(f"executing {path}", flush=True)
+        rc = subprocess.call([str(BIN / "jupyter"), "nbconvert", "--to", "notebook", "--execute", "--inplace",
+                              "--ExecutePreprocessor.timeout=-1", path], cwd=ROOT, env=env)
+        if rc:
+            return rc
+        nb = json.loads(Path(path).read_text())
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code":
+                cell["outputs"] = [o for o in cell["outputs"] if not _is_progress(o)]
+        Path(path).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"lab", "test"}:
+    if not argv or argv[0] not in {"lab", "test", "book", "notebooks"}:
         print(__doc__)
         return 2
     ensure_venv()
     env = dict(os.environ)
+    if argv[0] == "book":
+        return build_book(argv[1:])
+    if argv[0] == "notebooks":
+        env.setdefault("PROXYLAB_QUICK", "1")
+        return execute_notebooks(argv[1:], env)
     if argv[0] == "lab":
         cmd = [str(BIN / "jupyter"), "lab", "--notebook-dir", str(ROOT / "notebooks"), *argv[1:]]
     else:

@@ -6,6 +6,7 @@ spec picks the network that makes the GRADIENT; the score reported is always the
 network's, as in the paper.
 
 Conventions (the paper's values were lost; these are documented choices):
+
 - the start is gray plus Gaussian noise of std ``init_std`` = 0.1; image ``i`` of a batch uses the
   seed ``seed + i``, so a batched run equals per-image runs with those seeds;
 - ``lr`` is the RMS change per pixel of one step: the update's L2 length is ``lr * sqrt(C*H*W)``.
@@ -207,7 +208,7 @@ def visualize(model: nn.Module, targets: "Target | Sequence[int]", spec: str = "
 class SlopeDiagnostic:
     """How the proxy gradient compares with the true gradient at some images.
 
-    ``gain[s, i]`` = |g_proxy| / |g_true| and ``cosine[s, i]`` for slope ``slopes[s]`` and image
+    ``gain[s, i]`` = ``|g_proxy| / |g_true|`` and ``cosine[s, i]`` for slope ``slopes[s]`` and image
     ``i``; ``layer_gain[s, l]`` / ``layer_cosine[s, l]`` the same for the gradient with respect to
     the output of the ``l``-th rectifier call (``layer_names[l]``, in forward order), averaged
     over images: where the proxy starts to diverge from the truth, going down from the head.
@@ -379,7 +380,7 @@ def partial_conversions(model: nn.Module, targets: Sequence[int], slopes: Sequen
 
     Args:
         choices: label -> ``layers`` filter (a function of the rectifier's qualified name, or None
-            for all), as in :func:`proxygrad`.
+            for all), as in :func:`proxylab.proxygrad.proxygrad`.
 
     Returns:
         (slope, label) -> mean final score over the targets.

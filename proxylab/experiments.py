@@ -590,6 +590,7 @@ REGISTRY = {
 
 
 def names() -> list[str]:
+    """The experiments' names, in the order ``--list`` shows them."""
     return list(REGISTRY)
 
 

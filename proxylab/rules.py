@@ -11,18 +11,18 @@ convention is activation maximization's: ``grad`` is d(target)/d(output) and AM 
                   rectifier is entirely zero the dead units pass grad too, unless it would push an
                   input below 0 lower (or, for ReLU6, an input above 6 higher). Like Lucid it
                   redirects only while the optimization step (counted from 0) is at most
-                  :data:`REDIRECT_STEPS` = 16, and returns the plain gradient after that.
+                  ``REDIRECT_STEPS`` = 16, and returns the plain gradient after that.
 - ``noisy:S``     this course's noisy rectifier, in the spirit of Gulcehre et al. (Noisy Activation
                   Functions, 2016) but not their rule: they inject noise into saturated units in
                   the forward pass; here the forward is ReLU (no noise) and the backward slope is
-                  S·|xi| for negative inputs, xi ~ N(0, 1) per element (a random proxy slope of
+                  S·``|xi|`` for negative inputs, xi ~ N(0, 1) per element (a random proxy slope of
                   mean S·sqrt(2/pi)). Every module draws from its own stream (seeded from its
                   name); inside AM the noise of image ``i`` depends only on (module, the image's
                   seed, step, call), so a batched run equals per-image runs.
 
 The AM loop tells the rules where it is with :func:`set_state` (step, and each image's seed).
 Rules are defined on a ReLU/ReLU6 forward pass: converting a Leaky ReLU with one is refused
-(:func:`proxylab.swap_activations` raises), since its forward would silently become a ReLU's.
+(:func:`proxylab.proxygrad.swap_activations` raises), since its forward would silently become a ReLU's.
 """
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ class BackwardRule(nn.Module):
         self.calls = 0  # rectifier calls since the last set_state (a module may run twice a pass)
 
     def noise(self, like: torch.Tensor, step, call, image_seeds) -> torch.Tensor:
-        """|xi| for the noisy rule: from this module's own stream outside AM, else per image
+        """``|xi|`` for the noisy rule: from this module's own stream outside AM, else per image
         from (module seed, image seed, step, call)."""
         if image_seeds is None or len(image_seeds) != like.shape[0]:
             xi = torch.randn(like.shape, generator=self.generator, dtype=like.dtype)

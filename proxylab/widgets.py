@@ -173,7 +173,7 @@ class AMExplorer:
         return f"{self.kind.value}:{self.slope.value:g}"
 
     def run(self):
-        """Run AM at the current settings and redraw; returns the :class:`AMResult`."""
+        """Run AM at the current settings and redraw; returns the :class:`proxylab.am.AMResult`."""
         from . import am, models
 
         index = models.class_index(self.cls.value)
