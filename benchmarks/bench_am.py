@@ -5,7 +5,9 @@
 1. Time per AM step divided by the time of a bare forward + backward (gradient with respect to the
    input) of the same model and batch. Target: <= 1.10.
 2. The same for torchvision's GoogLeNet (random weights), whose rectifiers are ``F.relu`` calls in
-   ``forward``: ProxyGrad reaches them through proxylab's function mode. Target: <= 1.10.
+   ``forward``: ProxyGrad reaches them through proxylab's function mode. Target: <= 1.10. The row
+   "GoogLeNet, nn.ReLU modules" runs the same network with module ReLUs (the module path), so the
+   function mode's own cost is the ratio of the two GoogLeNet AM rows.
 3. AM time against torch-lucent's ``render_vis`` (FFT parametrization, its standard transforms,
    Adam) on the same model, image size, batch and number of steps (``pip install torch-lucent``).
    Target: faster.
@@ -28,6 +30,23 @@ def bare_steps(model, x, target, steps):
     for _ in range(steps):
         x = x.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(model(x)[rows, target].sum(), x)
+
+
+def with_module_relus(model):
+    """The same GoogLeNet with an nn.ReLU module in each BasicConv2d instead of its F.relu call:
+    ProxyGrad then takes the module path, so the two GoogLeNet AM rows differ only in the path."""
+    import copy
+    import types
+
+    from torch import nn
+    from torchvision.models.googlenet import BasicConv2d
+
+    twin = copy.deepcopy(model)
+    for block in twin.modules():
+        if isinstance(block, BasicConv2d):
+            block.act = nn.ReLU(inplace=True)
+            block.forward = types.MethodType(lambda self, x: self.act(self.bn(self.conv(x))), block)
+    return twin
 
 
 def lucent_run(model, classes, size, steps):
@@ -73,6 +92,9 @@ def main() -> None:
     runs["GoogLeNet bare fwd+bwd"] = lambda: bare_steps(functional, x, target, args.steps)
     runs["GoogLeNet AM proxygrad:0.05"] = lambda: am.visualize(functional, classes, "proxygrad:0.05", steps=args.steps,
                                                                size=args.size, progress=False)
+    modules = with_module_relus(functional)
+    runs["GoogLeNet, nn.ReLU modules"] = lambda: am.visualize(modules, classes, "proxygrad:0.05", steps=args.steps,
+                                                              size=args.size, progress=False)
     if have_lucent:
         runs["lucent render_vis"] = lambda: lucent_run(model, classes, args.size, args.steps)
     for fn in runs.values():  # warm-up

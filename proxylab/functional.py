@@ -37,6 +37,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
+_UNSEEN = object()
 _state = threading.local()  # .busy: inside a replacement call (no conversion of its own calls)
 
 
@@ -44,25 +45,28 @@ def _arg(args, kwargs, i, name, default):
     return args[i] if len(args) > i else kwargs.get(name, default)
 
 
-def _describe(func, args, kwargs) -> tuple[str, nn.Module] | None:
-    """The rectifier module equivalent to this call (``nn.ReLU(inplace)``, ...), with the
-    function's short name; None when the call is not a rectifier (e.g. ``hardtanh(x, -1, 1)``)."""
+def _describe(func, args, kwargs):
+    """``(short name, factory)`` for a rectifier call, the factory making the equivalent module
+    (``nn.ReLU(inplace)``, ...) when a site is first seen; None when the call is not a rectifier
+    (e.g. ``hardtanh(x, -1, 1)``)."""
     if func in (F.relu, torch.relu, torch.Tensor.relu):
-        return "relu", nn.ReLU(inplace=bool(_arg(args, kwargs, 1, "inplace", False)) if func is F.relu else False)
+        inplace = func is F.relu and bool(_arg(args, kwargs, 1, "inplace", False))
+        return "relu", lambda: nn.ReLU(inplace=inplace)
     if func in (torch.relu_, torch.Tensor.relu_):
-        return "relu", nn.ReLU(inplace=True)
+        return "relu", lambda: nn.ReLU(inplace=True)
     if func is F.relu6:
-        return "relu6", nn.ReLU6(inplace=bool(_arg(args, kwargs, 1, "inplace", False)))
+        inplace = bool(_arg(args, kwargs, 1, "inplace", False))
+        return "relu6", lambda: nn.ReLU6(inplace=inplace)
     if func in (F.leaky_relu, F.leaky_relu_):
         slope = float(_arg(args, kwargs, 1, "negative_slope", 0.01))
         inplace = func is F.leaky_relu_ or bool(_arg(args, kwargs, 2, "inplace", False))
-        return ("leaky_relu", nn.LeakyReLU(slope, inplace=inplace)) if slope >= 0 else None
+        return ("leaky_relu", lambda: nn.LeakyReLU(slope, inplace=inplace)) if slope >= 0 else None
     if func in (F.hardtanh, F.hardtanh_):
         low, high = float(_arg(args, kwargs, 1, "min_val", -1.0)), float(_arg(args, kwargs, 2, "max_val", 1.0))
         if low != 0.0 or high != 6.0:
             return None  # a clamp, not ReLU6
         inplace = func is F.hardtanh_ or bool(_arg(args, kwargs, 3, "inplace", False))
-        return "relu6", nn.ReLU6(inplace=inplace)
+        return "relu6", lambda: nn.ReLU6(inplace=inplace)
     return None
 
 
@@ -109,6 +113,7 @@ class _Controller:
         self.calls: dict[str, int] = {}  # site -> calls since activation
         self.names: dict[int, tuple[str, bool]] = {}
         self.forwards = 0  # forward passes of the model since activation
+        self.resolved: dict = {}  # site -> its replacement module (None: the call is kept), per activation
         self._mode = None
         self._handles = []
 
@@ -116,7 +121,7 @@ class _Controller:
     def acquire(self):
         self.refresh()
         if self.users == 0:
-            self.frames, self.calls, self.forwards = [], {}, 0
+            self.frames, self.calls, self.forwards, self.resolved = [], {}, 0, {}
             pre = nn.modules.module.register_module_forward_pre_hook(self._push)
             post = nn.modules.module.register_module_forward_hook(self._pop, always_call=True)
             self._handles = [pre, post]
@@ -151,19 +156,22 @@ class _Controller:
     # -- one functional call
     def call(self, frame, described, x, func, args, kwargs):
         module_name, _, counts = frame
-        fname, old = described
+        fname, make_old = described
         k = counts.get(fname, 0)
         counts[fname] = k + 1
         site = f"{module_name}/{fname}" + (f".{k}" if k else "")
-        replacement = old
-        for make, cache in self.all_makes():
-            if site not in cache:
-                cache[site] = make(site, replacement)
-            if cache[site] is not None:
-                replacement = cache[site]
+        replacement = self.resolved.get(site, _UNSEEN)
+        if replacement is _UNSEEN:  # first call of this site in this activation: run the conversions
+            replacement = old = make_old()
+            for make, cache in self.all_makes():
+                if site not in cache:
+                    cache[site] = make(site, replacement)
+                if cache[site] is not None:
+                    replacement = cache[site]
+            replacement = self.resolved[site] = None if replacement is old else replacement
         _state.busy = True
         try:
-            out = func(*args, **kwargs) if replacement is old else replacement(x)
+            out = func(*args, **kwargs) if replacement is None else replacement(x)
         finally:
             _state.busy = False
         n = self.calls.get(site, 0)
@@ -191,26 +199,36 @@ def controller(model: nn.Module) -> _Controller:
 
 class converting:
     """Context manager: functional rectifier calls of ``model`` answered by ``make(site, old)``
-    (None keeps the call) and reported to ``observe(key, output)``; reentrant and nestable."""
+    (None keeps the call) and reported to ``observe(key, output)``; reentrant and nestable.
+
+    With ``only_if_needed``, a model that ``torch.fx`` shows to make no functional rectifier call
+    is not watched at all (the watching costs a Python call per torch operation)."""
 
     def __init__(self, model: nn.Module, make: Callable | None = None,
-                 observe: Callable[[str, torch.Tensor], None] | None = None):
+                 observe: Callable[[str, torch.Tensor], None] | None = None, only_if_needed: bool = False):
         self.c, self.make, self.observe = controller(model), make, observe
         self.entry = None
+        self.idle = only_if_needed and count_functional(model) == 0
 
     def __enter__(self):
+        if self.idle:
+            return self
         if self.make is not None:
             self.entry = (self.make, {})
             self.c.makes.append(self.entry)
+            self.c.resolved = {}
         if self.observe is not None:
             self.c.observers.append(self.observe)
         self.c.acquire()
         return self
 
     def __exit__(self, *exc):
+        if self.idle:
+            return False
         self.c.release()
         if self.entry is not None:
             self.c.makes.remove(self.entry)
+            self.c.resolved = {}
         if self.observe is not None:
             self.c.observers.remove(self.observe)
         return False
@@ -218,6 +236,8 @@ class converting:
     @property
     def sites(self) -> list[str]:
         """The functional sites this block converted (or saw), in the order first called."""
+        if self.idle:
+            return []
         return list(self.entry[1]) if self.entry else sorted(self.c.calls)
 
 
@@ -245,6 +265,7 @@ def install(model: nn.Module, make: Callable) -> None:
         model.register_forward_pre_hook(_enter_hook)
         model.register_forward_hook(_exit_hook, always_call=True)
     model._proxylab_swaps.append((make, {}))
+    controller(model).resolved = {}
 
 
 def functional_modules(model: nn.Module) -> list[nn.Module]:

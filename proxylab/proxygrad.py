@@ -241,7 +241,7 @@ def rectifier_calls(model: nn.Module, on_output: Callable[[str, torch.Tensor], N
             on_output(f"{name}#{k}", out)
         handles.append(module.register_forward_hook(hook))
     try:
-        with functional.converting(model, observe=on_output):  # and the functional calls, "module/relu#k"
+        with functional.converting(model, observe=on_output, only_if_needed=True):  # functional calls: "module/relu#k"
             yield model
     finally:
         for h in handles:
@@ -342,9 +342,9 @@ def _temporarily(model: nn.Module, make) -> Iterator[nn.Module]:
     restore them on exit, also on error."""
     replaced = _replace(model, make)
     try:
-        with functional.converting(model, make) as block:
+        with functional.converting(model, make, only_if_needed=True) as block:
             yield model
-        if not block.sites and block.c.forwards and not rectifier_sites(model, required=False):
+        if not block.idle and not block.sites and block.c.forwards and not rectifier_sites(model, required=False):
             raise ValueError(NO_RECTIFIER.format(name=type(model).__name__))
     finally:
         for parent, attr, old in replaced:
