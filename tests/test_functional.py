@@ -225,3 +225,27 @@ def test_am_engine_on_a_functional_model_equals_the_module_twin():
         torch.testing.assert_close(rf.images, rm.images)
     d = am.slope_diagnostic(f, am.initial_images(2, 32, seed=0), [0, 3], [0.1])
     assert d.layer_names[:2] == ["r#0", "/relu#0"] and len(d.layer_names) == 6
+
+
+def test_clamps_that_are_not_rectifiers_are_left_alone():
+    class Clamps(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+
+        def forward(self, x):
+            x = F.relu(self.lin(x))  # one rectifier, so the model is accepted
+            return F.hardtanh(x - 0.5, 0.0, 1.0) + F.hardtanh(x, -1.0, 6.0) + F.leaky_relu(x - 1, -0.5)
+
+    model = Clamps()
+    assert count_functional(model) == 1
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    with proxygrad(model, 0.5) as m:
+        m(x).sum().backward()
+    g_proxy = x.grad.clone()
+    x.grad = None
+    from proxylab import proxy_relu
+
+    r = proxy_relu(model.lin(x), 0.5)  # the reference: only the one F.relu converted, by hand
+    (F.hardtanh(r - 0.5, 0.0, 1.0) + F.hardtanh(r, -1.0, 6.0) + F.leaky_relu(r - 1, -0.5)).sum().backward()
+    torch.testing.assert_close(g_proxy, x.grad)
