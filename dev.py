@@ -12,6 +12,7 @@ For maintainers:
     python3 dev.py notebooks [NB ...]  # execute notebooks in place (quick mode unless PROXYLAB_QUICK
                                        # is set), saving widget state, without progress-bar outputs
     python3 dev.py book                # the static HTML book in build/book/ (offline: npm assets)
+    python3 dev.py app [VOILA ARGS]    # the slope playground (Voilà, no code shown), e.g. --port 8866 --no-browser
 """
 from __future__ import annotations
 
@@ -115,14 +116,35 @@ def execute_notebooks(paths: list[str], env: dict) -> int:
     return 0
 
 
+def run_app(extra: list[str], env: dict) -> int:
+    """The playground under Voilà with app/'s offline template (app/voila.json); prints its URL."""
+    import re
+
+    env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(ROOT / "app" / "share"), env.get("JUPYTER_PATH")]))
+    ports = [m.group(1) for a in extra for m in [re.fullmatch(r"--(?:Voila\.)?port=(\d+)", a)] if m]
+    if "--port" in extra:
+        ports.append(extra[extra.index("--port") + 1])
+    if not ports:
+        extra = ["--port=8866", *extra]
+        ports = ["8866"]
+    print(f"playground: http://127.0.0.1:{ports[0]}/  (Ctrl-C stops it)", flush=True)
+    cmd = [str(BIN / "voila"), "playground.ipynb", "--Voila.ip=127.0.0.1", *extra]
+    try:
+        return subprocess.call(cmd, cwd=ROOT / "app", env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"lab", "test", "book", "notebooks"}:
+    if not argv or argv[0] not in {"lab", "test", "book", "notebooks", "app"}:
         print(__doc__)
         return 2
     ensure_venv()
     env = dict(os.environ)
     if argv[0] == "book":
         return build_book(argv[1:])
+    if argv[0] == "app":
+        return run_app(argv[1:], env)
     if argv[0] == "notebooks":
         env.setdefault("PROXYLAB_QUICK", "1")
         return execute_notebooks(argv[1:], env)

@@ -274,6 +274,14 @@ def reproduce(name: str, out, engine: str = "local", address: str | None = None,
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 
 
+def provenance_line(merged: dict) -> str:
+    """One line saying what produced a merged result: jobs, CPU hours, devices, commit, command."""
+    prov = merged["provenance"]
+    return (f"{prov['jobs_finished']} of {prov['jobs']} jobs finished ({prov['job_seconds_total'] / 3600:.1f} CPU hours on "
+            f"{'; '.join(prov['devices'])}), proxylab {prov['proxylab']}, commit {prov['git_commit']}; "
+            f"regenerate or continue: {prov.get('command') or 'python -m proxylab reproduce NAME --out results'}")
+
+
 def shipped(name: str, root=None) -> dict | None:
     """The merged full-protocol result of experiment ``name`` committed under ``results/`` (None
     when it is not there yet): what the notebooks show beside their quick live runs."""

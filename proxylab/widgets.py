@@ -51,10 +51,12 @@ class ToyExplorer:
         problem: ``"sparse"``, ``"race"``, ``"local_maxima"`` or ``"conv"``.
         a: forward (Leaky ReLU) slope; b: weight of the mirrored branch in (c)/(d);
         backward: ProxyGrad's backward slope; steps: AM steps; seed: the random start.
+        three_way: also run a Leaky ReLU network whose slope (both passes) is the backward slope,
+            so the original network, that Leaky ReLU network and ProxyGrad show side by side.
     """
 
     def __init__(self, problem: str = "local_maxima", a: float = 0.1, b: float | None = None,
-                 backward: float = 0.6, steps: int = 150, seed: int = 0):
+                 backward: float = 0.6, steps: int = 150, seed: int = 0, three_way: bool = False):
         if problem not in PROBLEMS:
             raise ValueError(f"unknown toy problem {problem!r}; choose one of {sorted(PROBLEMS)}")
         self.problem = problem
@@ -70,7 +72,7 @@ class ToyExplorer:
             "steps": W.IntSlider(value=steps, min=0, max=500, step=10, description="steps", **make),
         }
         self.sliders = {k: s for k, s in all_sliders.items() if k in used or k == "steps"}
-        self.seed = seed
+        self.seed, self.three_way = seed, three_way
         self.output = W.Output()
         self.summary = W.HTML()
         for slider in self.sliders.values():
@@ -88,7 +90,8 @@ class ToyExplorer:
         a, back = self.value("a"), self.value("backward")
         original = "relu" if a == 0 else f"leaky:{a:g}"
         proxy = f"proxygrad:{back:g}" + (f":{a:g}" if a else "")
-        return {parse_activation(spec).label: spec for spec in (original, proxy)}
+        specs = (original, f"leaky:{back:g}", proxy) if self.three_way else (original, proxy)
+        return {parse_activation(spec).label: spec for spec in specs}
 
     def build(self, spec: str) -> toys.ToyProblem:
         if self.problem in ("sparse", "race"):

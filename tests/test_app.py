@@ -1,0 +1,85 @@
+"""The slope playground as a student uses it: ``python3 dev.py app`` on a free port, opened in
+Debian's chromium; a slider moves the figure and the reported fractions, Run draws a class
+visualization; nothing is fetched from outside this machine. Skipped only without chromium
+(never in CI: PROXYLAB_REQUIRE_BROWSER=1)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from test_browser import CHROMIUM, CHROMIUM_ARGS, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def playground(tmp_path):
+    port = free_port()
+    log = open(tmp_path / "voila.log", "w")
+    proc = subprocess.Popen([sys.executable, "dev.py", "app", "--port", str(port), "--no-browser"], cwd=ROOT,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env=dict(os.environ, PROXYLAB_VENV=sys.prefix))
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=60)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        os.killpg(proc.pid, signal.SIGTERM)
+        pytest.fail("the playground did not start: " + (tmp_path / "voila.log").read_text()[-2000:])
+    yield url
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_sliders_and_run_in_the_browser(playground, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors, remote = [], []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:"))
+                or remote.append(r.url))
+        try:
+            page.goto(playground)
+            page.wait_for_selector(".widget-slider .noUi-handle", timeout=180_000)
+            assert "import ipywidgets" not in page.inner_text("body")  # no code shows
+            assert page.locator(".cm-editor, .CodeMirror").count() == 0
+            summary = page.locator(".widget-html-content:has-text('of the optimum')").first
+            summary.wait_for(timeout=60_000)
+            before = summary.inner_text()
+            image_before = page.locator(".widget-output img").first.get_attribute("src")
+            assert "Leaky ReLU" in before and "ProxyGrad" in before, before
+            handle = page.locator(".widget-slider:has-text('backward slope') .noUi-handle").first
+            handle.focus()
+            t0 = time.perf_counter()
+            page.keyboard.press("ArrowLeft")  # one step: 0.6 -> 0.55, as a released slider
+            page.wait_for_function(  # the Output is cleared and refilled: look the image up each time
+                "(old) => { const i = document.querySelector('.widget-output img'); return i && i.getAttribute('src') !== old; }",
+                arg=image_before, timeout=60_000)
+            seconds = time.perf_counter() - t0
+            after = summary.inner_text()
+            assert after != before and "ProxyGrad 0.55" in after, (before, after)
+            print(f"slider release to redrawn figure: {seconds:.2f} s")
+            page.locator("button:has-text('Run')").first.click()
+            status = page.locator(".widget-html-content:has-text('original-network logit')").first
+            status.wait_for(timeout=120_000)
+            assert page.locator(".widget-output img").count() >= 2  # the toy figure and the AM image
+            assert errors == [] and remote == [], (errors, remote)
+        finally:
+            page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
+            print(f"screenshot: {tmp_path / 'playground.png'}")
+            browser.close()
