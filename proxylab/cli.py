@@ -91,7 +91,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if not args.name:
         raise ValueError("name an experiment (python -m proxylab reproduce --list shows them), "
                          "e.g. python -m proxylab reproduce figure2 --out results")
-    command = "python -m proxylab " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["reproduce"] else None
+    # the command that regenerates the result (a merge-only or quiet call would regenerate nothing new)
+    command = ("python -m proxylab " + " ".join(a for a in sys.argv[1:] if a not in ("--merge-only", "--quiet"))
+               if sys.argv[1:2] == ["reproduce"] else None)
     merged = reproduce(args.name, args.out, engine=args.engine, address=args.address, progress=not args.quiet,
                        num_cpus=args.num_cpus, merge_only=args.merge_only, command=command)
     prov = merged["provenance"]

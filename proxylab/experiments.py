@@ -476,7 +476,9 @@ def diagnostic_record(slopes: list[float], scores: torch.Tensor, suggested: list
     return {"per_class": rows, "fixed_over_best": fixed,
             "suggested_over_best_mean": round(sum(fracs) / len(fracs), 4) if fracs else None,
             "relu_over_best_mean": round(sum(r["relu_over_best"] for r in rows) / len(rows), 4),
-            "inside_or_next": sum(r["where"] in ("inside", "next to") for r in rows), "classes": len(rows)}
+            "inside_or_next": sum(r["where"] in ("inside", "next to") for r in rows),
+            "best_at_or_below_top": sum(r["suggested"] is not None and r["best_slope"] <= r["suggested"][1] for r in rows),
+            "classes": len(rows)}
 
 
 def diagnostic_merge(finished, folder: Path, quick: bool) -> dict:
@@ -511,27 +513,32 @@ def diagnostic_merge(finished, folder: Path, quick: bool) -> dict:
                 rec.update({"model": params["model"], "regularize": reg, "step": step})
                 panels[f"{params['model']}/{reg}/step{step}"] = rec
     if panels:
-        fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
-        for ax, (key, rec) in zip(axes[0], panels.items()):
+        cols = 4
+        rows = -(-len(panels) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 3.2 * rows), squeeze=False)
+        for ax in axes.flat[len(panels):]:
+            ax.remove()
+        for ax, (key, rec) in zip(axes.flat, panels.items()):
             for c, row in enumerate(rec["per_class"]):
                 if row["suggested"]:
                     ax.plot([c, c], row["suggested"], color="tab:blue", lw=5, alpha=0.4,
                             label="suggested range" if c == 0 else None)
                 ax.plot(c, row["best_slope"], "o", color="tab:red", label="best slope" if c == 0 else None)
-            ax.set(yscale="log", xlabel="class", ylabel="backward slope",
+            ax.set(yscale="log", xlabel="class", ylabel="backward slope", ylim=(0.007, 1.4),
                    title=f"{rec['model']}\n{'with' if rec['regularize'] == 'paper' else 'no'} reg., {rec['step']} steps")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(folder / "diagnostic.png", dpi=90)
         plt.close(fig)
-    lines = ["| model | regularization | steps | best in or next to the range | score at the range's top / best "
-             "| best fixed slope / best | ReLU / best |", "|---|---|---|---|---|---|---|"]
+    lines = ["| model | regularization | steps | best slope in or next to the range | best slope <= the range's top "
+             "| score at the range's top / best | best fixed slope / best | ReLU / best |",
+             "|---|---|---|---|---|---|---|---|"]
     for rec in panels.values():
         top_fixed = max(rec["fixed_over_best"].items(), key=lambda kv: kv[1])
         sug = rec["suggested_over_best_mean"]
         lines.append(f"| {rec['model']} | {rec['regularize']} | {rec['step']} | {rec['inside_or_next']} of "
-                     f"{rec['classes']} | {'-' if sug is None else f'{sug:.3f}'} | {top_fixed[1]:.3f} ({top_fixed[0]}) "
+                     f"{rec['classes']} | {rec['best_at_or_below_top']} of {rec['classes']} | {'-' if sug is None else f'{sug:.3f}'} | {top_fixed[1]:.3f} ({top_fixed[0]}) "
                      f"| {rec['relu_over_best_mean']:.3f} |")
     return {"experiment": "diagnostic", "quick": quick, "panels": panels, "markdown": "\n".join(lines)}
 

@@ -65,5 +65,12 @@ def test_a_slice_of_the_shipped_result_recomputes(name):
             first = train(cfg, progress=False)["history"][0]
         for key in ("train_loss", "test_accuracy"):
             assert first[key] == pytest.approx(stored["history"][0][key], rel=1e-3, abs=0.2)
+    elif name == "diagnostic":  # the diagnostic of the first class at the first positive slope
+        record = next(r for r in records if r["params"]["model"] == "efficientnet-lite0")
+        params, stored = record["params"], record["result"]
+        now = experiments.run_diagnostic({**params, "classes": params["classes"][:1], "slopes": params["slopes"][:2]},
+                                         Path("/nonexistent"))
+        assert now["cosine"][0][0] == pytest.approx(stored["cosine"][0][0], abs=2e-3)
+        assert now["gain"][0][0] == pytest.approx(stored["gain"][0][0], rel=2e-3)
     else:
         pytest.fail(f"no recomputation for results/{name}: add one here")

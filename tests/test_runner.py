@@ -159,7 +159,7 @@ def test_diagnostic_record_by_hand():
     assert second["best_slope"] == 0.3 and second["where"] == "no suggestion" and second["suggested_over_best"] is None
     assert rec["fixed_over_best"] == {"0.01": round((12 / 15 + 9 / 20) / 2, 4), "0.1": round((1 + 11 / 20) / 2, 4),
                                       "0.3": round((11 / 15 + 1) / 2, 4)}
-    assert rec["inside_or_next"] == 1 and rec["suggested_over_best_mean"] == 1.0
+    assert rec["inside_or_next"] == 1 and rec["suggested_over_best_mean"] == 1.0 and rec["best_at_or_below_top"] == 1
     far = diagnostic_record(slopes, scores, [(0.0025, 0.01), (0.025, 0.1)])["per_class"]
     assert [r["where"] for r in far] == ["next to", "next to"]
     assert far[0]["suggested_over_best"] == round(12 / 15, 4)
