@@ -193,17 +193,32 @@ def images_merge(name: str, title: str):
             img = Image.open(folder / "jobs" / _key(params) / result["images"])
             rows.append((parse_activation(params["spec"]).label, img, result["per_class"][str(params["steps"])]))
         if rows:
-            fig, axes = plt.subplots(len(rows), 1, figsize=(2 * len(rows[0][2]) + 1, 2.3 * len(rows)), squeeze=False)
-            for ax, (label, img, logits) in zip(axes[:, 0], rows):
-                ax.imshow(img)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                ax.set_ylabel(label, fontsize=9)
-                ax.set_title("  ".join(f"{v:.0f}" for v in logits), fontsize=8)
             classes = [models.class_name(models.class_index(c)) for c in finished[0][0]["classes"]]
-            fig.suptitle(f"{title}: " + ", ".join(classes) + " (original network's logit above each)", fontsize=9)
+            n = len(classes)
+            across = n == 1  # one class (Figure 3): its runs side by side
+            shape = (1, len(rows)) if across else (len(rows), n)
+            fig, axes = plt.subplots(*shape, figsize=(2.3 * shape[1] + 0.6, 2.3 * shape[0] + 1.0), squeeze=False)
+            if across:
+                axes = axes.T
+            for r, (label, img, logits) in enumerate(rows):
+                side = (img.width - 2) // n - 2  # plotting.save_grid: tiles of `side` px, 2 px padding
+                for c in range(n):
+                    ax = axes[r, c]
+                    x0 = 2 + c * (side + 2)
+                    ax.imshow(img.crop((x0, 2, x0 + side, 2 + side)))
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                    ax.set_xlabel(f"logit {logits[c]:.1f}", fontsize=8)
+                    if across:
+                        ax.set_title(label, fontsize=9)
+                    elif r == 0:
+                        ax.set_title(classes[c], fontsize=9)
+                    if c == 0 and not across:
+                        ax.set_ylabel(label, fontsize=9)
+            fig.suptitle(f"{title}{': ' + classes[0] if across else ''}\n(the original network's logit under each image)",
+                         fontsize=10)
             fig.tight_layout()
-            fig.savefig(folder / f"{name}.png", dpi=100)
+            fig.savefig(folder / f"{name}.png", dpi=90)
             plt.close(fig)
         return {"experiment": name, "quick": quick,
                 "rows": [{"spec": p["spec"], "regularize": p["regularize"], "final_logits": r["per_class"][str(p["steps"])],
