@@ -13,6 +13,7 @@ For maintainers:
                                        # is set), saving widget state, without progress-bar outputs
     python3 dev.py book                # the static HTML book in build/book/ (offline: npm assets)
     python3 dev.py app [VOILA ARGS]    # the slope playground (Voilà, no code shown), e.g. --port 8866 --no-browser
+    python3 dev.py student             # the students' edition (nbgrader: no solutions, hidden tests) in build/student/
 """
 from __future__ import annotations
 
@@ -116,6 +117,28 @@ def execute_notebooks(paths: list[str], env: dict) -> int:
     return 0
 
 
+STUDENT = ROOT / "build" / "student" / "notebooks"
+
+
+def student_edition(extra: list[str], env: dict) -> int:
+    """nbgrader's generate_assignment (config: nbgrader_config.py) into build/student/notebooks/:
+    solutions replaced by ``raise NotImplementedError()``, hidden tests removed. The lecture's
+    outputs are kept; the answer and test cells' outputs are cleared, so no answer shows."""
+    import json
+
+    rc = subprocess.call([str(BIN / "nbgrader"), "generate_assignment", "notebooks", "--force", *extra], cwd=ROOT, env=env)
+    if rc:
+        return rc
+    for path in sorted(STUDENT.glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code" and cell.get("metadata", {}).get("nbgrader"):
+                cell["outputs"], cell["execution_count"] = [], None
+        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    print(f"students' edition: {STUDENT}")
+    return 0
+
+
 def run_app(extra: list[str], env: dict) -> int:
     """The playground under Voilà with app/'s offline template (app/voila.json); prints its URL."""
     import re
@@ -136,15 +159,18 @@ def run_app(extra: list[str], env: dict) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"lab", "test", "book", "notebooks", "app"}:
+    if not argv or argv[0] not in {"lab", "test", "book", "notebooks", "app", "student"}:
         print(__doc__)
         return 2
     ensure_venv()
     env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])  # the venv's tools (nbgrader calls alembic)
     if argv[0] == "book":
         return build_book(argv[1:])
     if argv[0] == "app":
         return run_app(argv[1:], env)
+    if argv[0] == "student":
+        return student_edition(argv[1:], env)
     if argv[0] == "notebooks":
         env.setdefault("PROXYLAB_QUICK", "1")
         return execute_notebooks(argv[1:], env)
