@@ -82,7 +82,7 @@ def build_book(extra: list[str]) -> int:
     shutil.copy(ROOT / "README.md", BOOK_SRC / "README.md")
     vendor_assets(BOOK_SRC / "_static")
     cmd = [str(PY), "-m", "sphinx", "-W", "-n", "--keep-going", "-q", "-b", "html", str(BOOK_SRC), str(BOOK_OUT), *extra]
-    rc = subprocess.call(cmd, cwd=ROOT)
+    rc = subprocess.call(cmd, cwd=ROOT, env=dict(os.environ, PROXYLAB_ROOT=str(ROOT)))
     if rc == 0:
         print(f"book: {BOOK_OUT / 'index.html'}")
     return rc

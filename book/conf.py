@@ -17,7 +17,17 @@ extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon"]
 html_theme = "sphinx_book_theme"
 html_title = "proxylab: ProxyGrad, a notebook course"
 html_context = {"default_mode": "auto"}  # otherwise "Got invalid theme mode" on a first visit
-html_theme_options = {"show_toc_level": 2}
+import tomllib  # noqa: E402
+
+with open(os.path.join(os.environ.get("PROXYLAB_ROOT", ".."), "pyproject.toml"), "rb") as f:
+    REPOSITORY = tomllib.load(f)["project"]["urls"]["Repository"]
+html_theme_options = {
+    "show_toc_level": 2,
+    "repository_url": REPOSITORY,
+    "repository_branch": "main",
+    "path_to_docs": "",  # the book's notebooks/ are the repository's notebooks/
+    "launch_buttons": {"binderhub_url": "https://mybinder.org", "colab_url": "https://colab.research.google.com"},
+}
 nb_execution_mode = "off"  # the committed outputs are the book's content
 myst_enable_extensions = ["dollarmath", "amsmath"]
 exclude_patterns = ["_build", "jupyter_execute", "**/.ipynb_checkpoints", "notebooks/runs", "README.md"]

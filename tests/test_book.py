@@ -75,6 +75,10 @@ def test_math_figures_widgets_and_navigation(book, browser):
     assert page.locator("main img").count() >= 3, "notebook 04's figures are missing"
     assert page.locator("main mjx-container").count() > 0
     assert page.locator(".widget-slider").count() > 0, "the saved slider state is not drawn"
+    launch = [a.get_attribute("href") for a in page.locator("a[href*='colab.research.google.com'], "
+                                                            "a[href*='mybinder.org']").all()]
+    assert any(h.endswith("/blob/main/notebooks/04_proxygrad.ipynb") for h in launch), launch  # Colab
+    assert any("mybinder.org/v2/gh/" in h and "notebooks/04_proxygrad.ipynb" in h for h in launch), launch
     page.context.close()
     page, *_ = visit(browser, book / "api.html")
     assert page.locator("dt#proxylab\\.proxygrad\\.proxygrad").count() == 1  # the reference from docstrings
