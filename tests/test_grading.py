@@ -40,7 +40,7 @@ def graded():
     for who, source in (("teacher", ROOT / "notebooks"), ("blank", student), ("wrongtype", ROOT / "notebooks")):
         folder = BUILD / "submitted" / who / "notebooks"
         folder.mkdir(parents=True)
-        for name in GRADED:
+        for name in GRADED if who != "wrongtype" else GRADED[:1]:  # the wrong answer is in the first one
             shutil.copy(source / name, folder / name)
     # a student who answers everything right but exercise 1 of notebook 01, with a string
     path = BUILD / "submitted" / "wrongtype" / "notebooks" / GRADED[0]
