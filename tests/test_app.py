@@ -83,3 +83,25 @@ def test_sliders_and_run_in_the_browser(playground, tmp_path):
             page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
             print(f"screenshot: {tmp_path / 'playground.png'}")
             browser.close()
+
+
+def test_a_model_that_cannot_load_is_one_line_in_the_playground(monkeypatch):
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from proxylab import models
+
+    def unavailable(*a, **kw):
+        raise models.ModelUnavailable("could not load the weights (offline)")
+
+    monkeypatch.setattr(models, "imagenet_model", unavailable)
+    monkeypatch.setattr("IPython.display.display", lambda *a, **kw: None)
+    nb = json.loads((ROOT / "app" / "playground.ipynb").read_text())
+    scope = {}
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            exec("".join(cell["source"]), scope)
+    assert scope["am_panel"].value == '<span style="color:#b00020">error: could not load the weights (offline)</span>'
+    assert len(scope["toys"]) == 4  # the toy problems still work
