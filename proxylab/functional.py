@@ -289,8 +289,10 @@ def count_functional(model: nn.Module, example: torch.Tensor | None = None) -> i
         return len(block.sites)
     from torch import fx
 
-    if model in _traced_counts:
-        return _traced_counts[model]
+    shape = tuple(id(m) for m in model.modules())  # a module swapped in since the last count: count again
+    cached = _traced_counts.get(model)
+    if cached is not None and cached[0] == shape:
+        return cached[1]
 
     class Tracer(fx.Tracer):  # rectifier modules are counted as modules, not traced into
         def is_leaf_module(self, m, qualname):
@@ -301,7 +303,7 @@ def count_functional(model: nn.Module, example: torch.Tensor | None = None) -> i
             warnings.simplefilter("ignore")
             graph = Tracer().trace(model)
     except Exception:  # noqa: BLE001 - fx refuses many real forwards; then the count is unknown
-        _traced_counts[model] = None
+        _traced_counts[model] = (shape, None)
         return None
     n = 0
     for node in graph.nodes:
@@ -309,8 +311,8 @@ def count_functional(model: nn.Module, example: torch.Tensor | None = None) -> i
             n += _describe(node.target, tuple(node.args), dict(node.kwargs)) is not None
         elif node.op == "call_method" and node.target in ("relu", "relu_"):
             n += 1
-    _traced_counts[model] = n
+    _traced_counts[model] = (shape, n)
     return n
 
 
-_traced_counts: "weakref.WeakKeyDictionary[nn.Module, int | None]" = weakref.WeakKeyDictionary()
+_traced_counts: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()

@@ -249,3 +249,22 @@ def test_clamps_that_are_not_rectifiers_are_left_alone():
     r = proxy_relu(model.lin(x), 0.5)  # the reference: only the one F.relu converted, by hand
     (F.hardtanh(r - 0.5, 0.0, 1.0) + F.hardtanh(r, -1.0, 6.0) + F.leaky_relu(r - 1, -0.5)).sum().backward()
     torch.testing.assert_close(g_proxy, x.grad)
+
+
+def test_a_module_swapped_in_after_a_first_conversion_is_seen():
+    """The fx count is cached per model; replacing a ReLU module by one that calls F.relu must not
+    leave the next conversion blind to it."""
+
+    class Called(nn.Module):
+        def forward(self, x):
+            return F.relu(x)
+
+    model = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 1))
+    x = torch.tensor([[1.0, -2.0, 0.5]], requires_grad=True)
+    with proxygrad(model, 0.5):
+        model(x).sum().backward()
+    module_grad, x.grad = x.grad.clone(), None
+    model[1] = Called()
+    with proxygrad(model, 0.5):
+        model(x).sum().backward()
+    torch.testing.assert_close(x.grad, module_grad)
