@@ -1,7 +1,12 @@
 """The graded exercises, as a teacher uses them: nbgrader releases the students' edition
 (``python3 dev.py student``) and autogrades submissions with its own commands. The teacher's
 edition gets full marks, the edition as released gets none, and a wrongly typed answer gets the
-test's own message."""
+test's own message.
+
+Notebooks whose experiments take minutes (06-08, marked ``grade_exercise_cells_only`` in their
+metadata) have self-contained exercises: for them nbgrader's own validator runs a notebook made of
+their exercise cells only (all tests pass for the teacher, none for the released edition), which
+keeps CI minutes for the experiments themselves."""
 import json
 import os
 import shutil
@@ -13,9 +18,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
-GRADED = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9]*.ipynb")
-                if any(c.get("metadata", {}).get("nbgrader", {}).get("grade")
-                       for c in json.loads(p.read_text())["cells"]))
+def _graded(path: Path) -> bool:
+    return any(c.get("metadata", {}).get("nbgrader", {}).get("grade") for c in json.loads(path.read_text())["cells"])
+
+
+def _cells_only(path: Path) -> bool:
+    return json.loads(path.read_text())["metadata"].get("proxylab", {}).get("grade_exercise_cells_only", False)
+
+
+ALL_GRADED = sorted(p for p in (ROOT / "notebooks").glob("[0-9]*.ipynb") if _graded(p))
+GRADED = [p.name for p in ALL_GRADED if not _cells_only(p)]  # autograded whole
+CELLS_ONLY = [p.name for p in ALL_GRADED if _cells_only(p)]
 
 
 def points(path: Path) -> float:
@@ -31,6 +44,9 @@ def env():
 @pytest.fixture(scope="module")
 def graded():
     assert GRADED, "no notebook has graded exercises"
+    for old in ("submitted", "autograded", "feedback"):  # a fresh course: nbgrader keeps released notebooks
+        shutil.rmtree(BUILD / old, ignore_errors=True)   # with submissions fixed, so start from no gradebook
+    (BUILD / "gradebook.db").unlink(missing_ok=True)
     res = subprocess.run([sys.executable, "dev.py", "student"], cwd=ROOT, env=env(), capture_output=True, text=True,
                          timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
@@ -62,7 +78,7 @@ def graded():
 
 def test_students_edition_has_no_solutions_and_no_hidden_tests(graded):
     student, _ = graded
-    for name in GRADED:
+    for name in GRADED + CELLS_ONLY:
         text = (student / name).read_text()
         assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text, name
         assert "raise NotImplementedError()" in text, name
@@ -92,3 +108,24 @@ def test_a_wrongly_typed_answer_gets_the_tests_message(graded):
     assert errors and errors[0]["ename"] == "AssertionError"
     assert "predicted should be a float" in errors[0]["evalue"]
     assert scores["wrongtype"][GRADED[0]] == points(ROOT / "notebooks" / GRADED[0]) - 2
+
+
+def exercise_cells(path: Path, out: Path) -> Path:
+    """A notebook of ``path``'s nbgrader cells only (same metadata), written to ``out``."""
+    nb = json.loads(path.read_text())
+    nb["cells"] = [c for c in nb["cells"] if c.get("metadata", {}).get("nbgrader")]
+    out.write_text(json.dumps(nb))
+    return out
+
+
+def test_self_contained_exercises_pass_for_the_teacher_and_fail_as_released(graded, tmp_path):
+    from nbgrader.validator import Validator
+
+    student, _ = graded
+    assert CELLS_ONLY, "no notebook is marked grade_exercise_cells_only"
+    for name in CELLS_ONLY:
+        teacher = exercise_cells(ROOT / "notebooks" / name, tmp_path / f"teacher-{name}")
+        blank = exercise_cells(student / name, tmp_path / f"blank-{name}")
+        assert points(teacher) >= 4, name
+        assert Validator().validate(str(teacher)) == {}, f"{name}: a test fails on the teacher's answers"
+        assert Validator(invert=True).validate(str(blank)) == {}, f"{name}: a test passes with no answer"
