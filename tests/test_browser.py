@@ -155,7 +155,7 @@ def test_notebook_08_explorer_redraws_on_layer_change(jupyterlab, tmp_path):
             before_src, before_status = grid.get_attribute("src"), status.inner_text()
             layer.select_option("net._conv_head")
             # the kernel answers the change once "run all" has finished the notebook's later cells
-            page.locator(".widget-html:has-text('net._conv_head')").first.wait_for(timeout=300_000)
+            page.locator(".widget-html:has-text('net._conv_head')").first.wait_for(timeout=600_000)
             deadline = time.time() + 30
             while grid.get_attribute("src") == before_src and time.time() < deadline:
                 time.sleep(0.3)
