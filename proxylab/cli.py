@@ -168,6 +168,8 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import experiments
+
     parser = argparse.ArgumentParser(prog="python -m proxylab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help=cmd_info.__doc__).set_defaults(func=cmd_info)
@@ -210,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     rp = sub.add_parser("reproduce", help=cmd_reproduce.__doc__, description=cmd_reproduce.__doc__)
-    rp.add_argument("name", nargs="?", help="figure2, table3, figure3, table4, table4-paper, table5, figure4")
+    rp.add_argument("name", nargs="?", help=", ".join(experiments.names()))
     rp.add_argument("--out", default="results", help="results root; the experiment writes OUT/NAME/")
     rp.add_argument("--engine", default="local", choices=["local", "ray"],
                     help="local: this process, in order; ray: one Ray task per job (pip install 'proxylab[ray]')")

@@ -16,7 +16,7 @@ import torchvision
 from torch.utils.data import Dataset
 from torchvision.transforms import v2 as T
 
-from .files import write_json_atomic
+from .files import atomic_write, write_json_atomic
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -56,6 +56,11 @@ def data_root() -> Path:
     return Path(os.environ.get("PROXYLAB_DATA", Path.home() / ".cache" / "proxylab" / "data")).expanduser()
 
 
+def _gunzip(src: Path, dest: Path) -> None:
+    with gzip.open(src) as fin, open(dest, "wb") as fout:
+        shutil.copyfileobj(fin, fout)
+
+
 def fashion_mnist(train: bool = True, root: Path | None = None, download: bool = False,
                   debian_dir: Path = DEBIAN_FASHION_MNIST) -> torchvision.datasets.FashionMNIST:
     """Fashion-MNIST via torchvision, seeded offline from Debian's gzip files when present.
@@ -69,11 +74,8 @@ def fashion_mnist(train: bool = True, root: Path | None = None, download: bool =
         raw.mkdir(parents=True, exist_ok=True)
         for name in FASHION_FILES:
             src = debian_dir / f"{name}.gz"
-            if src.exists() and not (raw / name).exists():
-                tmp = raw / f".{name}.part"
-                with gzip.open(src) as fin, open(tmp, "wb") as fout:
-                    shutil.copyfileobj(fin, fout)
-                tmp.replace(raw / name)
+            if src.exists() and not (raw / name).exists():  # concurrent jobs may unpack at once
+                atomic_write(raw / name, lambda tmp: _gunzip(src, tmp), "Fashion-MNIST file")
     if download and not all((raw / f).exists() for f in FASHION_FILES):
         staging = root / ".partial-FashionMNIST"
         torchvision.datasets.FashionMNIST(staging, train=train, download=True)

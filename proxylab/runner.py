@@ -35,6 +35,7 @@ from .files import writable_dir, write_json_atomic
 
 
 KILL_ONCE_ENV = "PROXYLAB_KILL_WORKER_ONCE"  # a path: the first Ray job to see it missing creates it and dies
+FAIL_ENV = "PROXYLAB_FAIL_JOB"  # a piece of a job key: that Ray job raises (tests)
 
 
 class RunnerError(ValueError):
@@ -163,6 +164,8 @@ def _ray_job(name: str, params: dict, workdir: str, quick: bool):
     if marker and not Path(marker).exists():
         Path(marker).write_text(json.dumps(params))
         os._exit(1)
+    if os.environ.get(FAIL_ENV) and os.environ[FAIL_ENV] in job_key(params):  # a job that raises
+        raise RuntimeError(f"injected failure in {job_key(params)}")
     from .experiments import get
 
     t0 = time.perf_counter()
@@ -209,13 +212,24 @@ def _run_ray(exp: Experiment, folder: Folder, todo: list[dict], progress: bool, 
     remote = ray.remote(num_gpus=gpus, max_retries=retries, retry_exceptions=False)(_ray_job)
     pending = {remote.remote(exp.name, p, str(folder.workdir(p)), folder.quick): p for p in todo}
     bar = tqdm(total=len(pending), desc=f"{exp.name} (ray)", disable=not progress)
+    failed: list[tuple[dict, str]] = []
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         params = pending.pop(done[0])
-        result, seconds, device = ray.get(done[0])
-        folder.save(params, result, seconds, device)
+        try:
+            result, seconds, device = ray.get(done[0])
+        except ray.exceptions.RayTaskError as err:  # the job raised: keep collecting the others
+            cause = getattr(err, "cause", None) or err
+            failed.append((params, f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1][:300] if str(cause).strip() else ''}"))
+        else:
+            folder.save(params, result, seconds, device)
         bar.update()
     bar.close()
+    if failed:
+        first, why = failed[0]
+        raise RunnerError(f"{len(failed)} of {len(todo)} jobs failed on Ray workers (first: {job_key(first)}: {why}); "
+                          f"the {len(todo) - len(failed)} others are saved under {folder.jobs_dir}; fix the cause "
+                          "and rerun the same command to run only the failed jobs")
 
 
 # --------------------------------------------------------------------------- the entry point

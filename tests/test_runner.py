@@ -139,6 +139,30 @@ def test_ray_engine_survives_a_killed_worker_and_matches_the_local_engine(straig
     assert local == remote
 
 
+def test_a_job_that_fails_on_ray_is_one_line_and_the_others_are_kept(straight, tmp_path):
+    """One job raises inside its Ray worker: the command ends with one line naming it, the other
+    jobs' files are written, and a rerun runs only that job and merges to the uninterrupted result."""
+    pytest.importorskip("ray")
+    jobs = experiments.get("figure4").jobs(True)
+    bad = job_key(jobs[3])
+    out = tmp_path / "ray"
+    cmd = [sys.executable, "-m", "proxylab", "reproduce", "figure4", "--out", str(out), "--engine", "ray",
+           "--num-cpus", "2", "--quiet"]
+    env = dict(QUICK_ENV, RAY_USAGE_STATS_ENABLED="0")
+    res = subprocess.run(cmd, cwd=ROOT, env=dict(env, PROXYLAB_FAIL_JOB=bad[-10:]), capture_output=True,
+                         text=True, timeout=400)
+    assert res.returncode == 2, res.stderr[-3000:]
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "1 of 10 jobs failed" in lines[0] and bad in lines[0], res.stderr[-3000:]
+    assert "injected failure" in lines[0] and "rerun the same command" in lines[0]
+    saved = {p.stem for p in (out / "figure4" / "jobs").glob("*.json")}
+    assert len(saved) == 9 and bad not in saved
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stderr[-3000:]
+    merged = json.loads((out / "figure4" / "figure4.json").read_text())
+    assert values(merged) == json.loads(json.dumps(values(straight[1])))
+
+
 def test_an_unusable_out_is_one_line(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
