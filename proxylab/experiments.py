@@ -400,11 +400,51 @@ def table4_merge_for(name: str):
         setting = _train_setting(quick) if name == "table4" else table4_paper_jobs(False)[0]
         md = table4(results, paper=True) if results else "no finished runs yet"
         (folder / f"{name}.md").write_text(md + "\n")
-        return {"experiment": name, "quick": quick, "markdown": md,
+        if name == "table4":
+            _table4_figure(finished, folder, quick)
+        return {"experiment": name, "quick": quick, "markdown": md, "vs_relu": _paired_vs_relu(finished),
                 "setting": {k: setting[k] for k in ("epochs", "subset", "image_size", "batch_size", "lr",
                                                     "weight_decay", "clip_grad_norm", "lr_milestones", "lr_gamma")},
                 "accuracies": {"/".join(k): v for k, v in results.items()}}
     return merge
+
+
+def _paired_vs_relu(finished) -> dict:
+    """Per (dataset/arch/activation): the test accuracy minus ReLU's of the same seed (same data
+    order and initial weights), mean ± standard error over seeds, and how many seeds are ahead."""
+    acc = {(p["dataset"], p["arch"], p["activation"], p["seed"]): r["test_accuracy"] for p, r in finished}
+    out = {}
+    for (d, arch, act) in sorted({k[:3] for k in acc if k[2] != "relu"}):
+        diffs = [acc[(d, arch, act, s)] - acc[(d, arch, "relu", s)] for (d2, a2, act2, s) in acc
+                 if (d2, a2, act2) == (d, arch, act) and (d, arch, "relu", s) in acc]
+        if diffs:
+            t = torch.tensor(diffs, dtype=torch.float64)
+            se = (t.std() / len(diffs) ** 0.5).item() if len(diffs) > 1 else None
+            out[f"{d}/{arch}/{act}"] = {"mean": round(t.mean().item(), 3), "se": None if se is None else round(se, 3),
+                                        "ahead": int((t > 0).sum()), "seeds": len(diffs)}
+    return out
+
+
+def _table4_figure(finished, folder: Path, quick: bool) -> None:
+    """Test accuracy against the slope, Leaky ReLU and ProxyGrad (ReLU at slope 0), a panel per net."""
+    import matplotlib.pyplot as plt
+
+    from . import plotting
+
+    slopes = sorted({_slope_of(a) for a in (["relu", "proxygrad:0.1", "leaky:0.1"] if quick else TABLE4_ACTIVATIONS)})
+    values = _by_kind([({"spec": p["activation"], "seed": p["seed"], "arch": p["arch"]}, r) for p, r in finished],
+                      lambda r: r["test_accuracy"], slopes, "arch")
+    archs = sorted({arch for arch, _ in values})
+    if not archs:
+        return
+    fig, axes = plt.subplots(1, len(archs), figsize=(5.5 * len(archs), 3.5), squeeze=False)
+    for ax, arch in zip(axes[0], archs):
+        plotting.sweep_plot(slopes, {label: v for (a, label), v in values.items() if a == arch}, ax=ax,
+                            ylabel="test accuracy (%)", xlabel="slope (0 = ReLU)", logx=True,
+                            title=f"Table 4 on Fashion-MNIST: {arch} (mean ± std over seeds)")
+    fig.tight_layout()
+    fig.savefig(folder / "table4.png", dpi=90)
+    plt.close(fig)
 
 
 # --------------------------------------------------------------------------- the slope diagnostic's record

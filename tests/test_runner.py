@@ -187,3 +187,20 @@ def test_diagnostic_record_by_hand():
     far = diagnostic_record(slopes, scores, [(0.0025, 0.01), (0.025, 0.1)])["per_class"]
     assert [r["where"] for r in far] == ["next to", "next to"]
     assert far[0]["suggested_over_best"] == round(12 / 15, 4)
+
+
+def test_table4_pairs_each_activation_with_relu_of_the_same_seed(tmp_path):
+    """The merged Table 4 compares each activation with ReLU seed by seed (same data order and
+    initial weights); a seed without its ReLU run is left out of the pairing."""
+    base = {"dataset": "fashion-mnist", "arch": "pfnet18"}
+    acc = {("relu", 0): 80.0, ("relu", 1): 82.0, ("proxygrad:0.1", 0): 81.0, ("proxygrad:0.1", 1): 81.5,
+           ("proxygrad:0.1", 2): 99.0, ("leaky:0.1", 0): 79.0}
+    finished = [({**base, "activation": a, "seed": s}, {"test_accuracy": v}) for (a, s), v in acc.items()]
+    merged = experiments.get("table4").merge(finished, tmp_path, True)
+    pg = merged["vs_relu"]["fashion-mnist/pfnet18/proxygrad:0.1"]
+    assert pg["seeds"] == 2 and pg["ahead"] == 1 and pg["mean"] == pytest.approx(0.25)
+    assert pg["se"] == pytest.approx(torch.tensor([1.0, -0.5], dtype=torch.float64).std().item() / 2 ** 0.5, abs=1e-3)
+    assert merged["vs_relu"]["fashion-mnist/pfnet18/leaky:0.1"] == {"mean": -1.0, "se": None, "ahead": 0, "seeds": 1}
+    assert "fashion-mnist/pfnet18/relu" not in merged["vs_relu"]
+    assert (tmp_path / "table4.png").stat().st_size > 0
+    assert "87.2±10.3 (n=3)" in merged["markdown"]  # the table itself keeps every seed: 81, 81.5, 99
