@@ -441,7 +441,7 @@ def _table4_figure(finished, folder: Path, quick: bool) -> None:
     for ax, arch in zip(axes[0], archs):
         plotting.sweep_plot(slopes, {label: v for (a, label), v in values.items() if a == arch}, ax=ax,
                             ylabel="test accuracy (%)", xlabel="slope (0 = ReLU)", logx=True,
-                            title=f"Table 4 on Fashion-MNIST: {arch} (mean ± std over seeds)")
+                            title=f"Table 4, Fashion-MNIST: {arch} (mean ± std, seeds)")
     fig.tight_layout()
     fig.savefig(folder / "table4.png", dpi=90)
     plt.close(fig)
