@@ -176,6 +176,8 @@ def main(argv: list[str]) -> int:
         return execute_notebooks(argv[1:], env)
     if argv[0] == "lab":
         cmd = [str(BIN / "jupyter"), "lab", "--notebook-dir", str(ROOT / "notebooks"), *argv[1:]]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers and CI machines run as root
+            cmd.append("--allow-root")
     else:
         env.setdefault("PROXYLAB_QUICK", "1")
         cmd = [str(PY), "-m", "pytest", *argv[1:]]
