@@ -24,7 +24,7 @@ from torch import nn
 
 from . import rules
 from .ascent import ascend
-from .proxygrad import (ActivationSpec, parse_activation, proxygrad, rectifier_calls, rectifier_sites,
+from .proxygrad import (ActivationSpec, check_slope, parse_activation, proxygrad, rectifier_calls, rectifier_sites,
                         swap_activations, swapped)
 
 DEFAULT_LR = 0.02
@@ -80,6 +80,42 @@ def evaluating(model: nn.Module):
     finally:
         for m, mode in modes.items():
             m.train(mode)
+
+
+@contextlib.contextmanager
+def in_float64(model: nn.Module):
+    """``model``'s floating-point parameters and buffers in float64 for a ``with`` block, each
+    restored to its own dtype after (exactly: every float32 is a float64). The AM loop uses it when
+    a high backward slope overflows float32's gradient."""
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    dtypes = [t.dtype for t in tensors]
+    for t in tensors:
+        t.data = t.data.double()
+    try:
+        yield model
+    finally:
+        for t, dtype in zip(tensors, dtypes):
+            t.data = t.data.to(dtype)
+
+
+def proxy_gradient_norms(model: nn.Module, images: torch.Tensor, targets: "Target | Sequence[int]",
+                         slopes: Sequence[float]) -> torch.Tensor:
+    """The L2 norm of the input gradient of each image's target under ``proxygrad:B`` for each
+    slope B (0: the model's own gradient), computed in float64 so that high slopes do not overflow.
+
+    Returns:
+        A float64 tensor (len(slopes), images).
+    """
+    target = targets if isinstance(targets, Target) else class_target(targets)
+    images = images.to(next(model.parameters()).device).double()
+    rows = []
+    with evaluating(model), in_float64(model):
+        for s in slopes:
+            with gradient_network(model, "relu" if s == 0 else ActivationSpec("proxygrad", check_slope(s))) as (net, _):
+                x = images.clone().requires_grad_(True)
+                (g,) = torch.autograd.grad(target(net, x).sum(), x)
+            rows.append(g.flatten(1).norm(dim=1))
+    return torch.stack(rows).cpu()
 
 
 @contextlib.contextmanager
@@ -198,7 +234,7 @@ def visualize(model: nn.Module, targets: "Target | Sequence[int]", spec: str = "
             score=None if same_forward else original_score,
             after_step=regularize if regularizers else None,
             before_step=lambda i: rules.set_state(net, i, image_seeds) if spec.kind in rules.RULES else None,
-            snapshot_steps=snapshot_steps, progress=progress, desc=f"AM {spec}")
+            precise=lambda: in_float64(net), snapshot_steps=snapshot_steps, progress=progress, desc=f"AM {spec}")
     return AMResult(x.cpu(), scores.cpu(), list(target.indices), str(spec), steps,
                     {k: v.cpu() for k, v in snaps.items()})
 

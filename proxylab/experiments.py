@@ -9,7 +9,7 @@ lost the choices are this course's and are named in the protocol.
                 regularization step; the score of every step is kept (10-step and 500-step curves
                 come from the same runs).
 - ``table3``    the images: 8 classes x ReLU, Leaky ReLU, ProxyGrad, regularized, 500 steps.
-- ``figure3``   high ProxyGrad slopes (1, 3, 10) on the class poncho.
+- ``figure3``   high slopes (1, 3, 10) on the class poncho, ProxyGrad and Leaky ReLU.
 - ``table5``    gradient size after the first block's first conv of random ResNet18s, 50 repeats.
 - ``figure4``   std of the BatchNorm inputs of random ResNet18s over Leaky slopes 0..1.
 - ``table4``    classification training on Fashion-MNIST (the one dataset offline): 2 nets x 7
@@ -226,9 +226,15 @@ def images_merge(name: str, title: str):
     return merge
 
 
+FIGURE3_SLOPES = (1, 3, 10)
+
+
 def figure3_jobs(quick: bool) -> list[dict]:
+    """ProxyGrad (the paper's "animal faces") and a Leaky ReLU network (its "repetitive textures")
+    at the same high slopes; both need the float64 fallback of :mod:`proxylab.ascent` above 1."""
     base = {**_am_setting(quick), "classes": ["poncho"]}
-    return [{**base, "spec": f"proxygrad:{s:g}", "regularize": "paper", "save_images": True} for s in (1, 3, 10)]
+    return [{**base, "spec": f"{kind}:{s:g}", "regularize": "paper", "save_images": True}
+            for kind in ("proxygrad", "leaky") for s in FIGURE3_SLOPES]
 
 
 # --------------------------------------------------------------------------- random ResNet18 statistics
@@ -324,26 +330,56 @@ def figure4_jobs(quick: bool) -> list[dict]:
 
 
 def run_figure4(params: dict, workdir: Path) -> dict:
-    from .gradients import bn_input_std
+    from .gradients import bn_input_stats
 
     images, labels = _batch(params["dataset"], params["batch"], params["size"], params["seed"])
-    return {"bn_input_std": [round(v, 6) for v in bn_input_std(params["spec"], images, labels, params["seed"]).tolist()]}
+    stats = bn_input_stats(params["spec"], images, labels, params["seed"])
+    return {"bn_input_channel_std": [round(v, 6) for v in stats["per_channel"].tolist()],
+            "bn_input_std": [round(v, 6) for v in stats["whole"].tolist()]}
+
+
+FIGURE4_MEASURES = {"per_channel": ("bn_input_channel_std", "per-channel batch std σ_B"),
+                    "whole": ("bn_input_std", "whole-tensor std")}
 
 
 def figure4_merge(finished, folder: Path, quick: bool) -> dict:
+    import matplotlib.pyplot as plt
+
     from . import plotting
+    from .gradients import predicted_std_growth
 
     slopes = [0.0, 0.5, 1.0] if quick else FIGURE4_SLOPES
-    values = _by_kind(finished, lambda r: sum(r["bn_input_std"]) / len(r["bn_input_std"]), slopes)
-    series = {label: v for (_, label), v in values.items()}
-    if series:
-        fig = plotting.sweep_plot(slopes, series, ylabel="std of BatchNorm input (mean over the 20 BN layers)",
-                                  title="Figure 4: random ResNet18, mean ± std over seeds")
+    values, growth = {}, {}
+    for measure, (field, _) in FIGURE4_MEASURES.items():
+        by_kind = _by_kind(finished, lambda r: sum(r[field]) / len(r[field]), slopes)
+        values[measure] = {label: v for (_, label), v in by_kind.items()}
+        leaky = values[measure].get("Leaky ReLU")
+        if leaky is not None:  # each network's std over its own ReLU network's (the same seed)
+            growth[measure] = (leaky / leaky[0]).mean(dim=1).tolist()
+    predicted = predicted_std_growth(slopes)
+    if values["per_channel"]:
+        fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
+        for ax, (measure, (_, label)) in zip(axes, FIGURE4_MEASURES.items()):
+            plotting.sweep_plot(slopes, values[measure], ax=ax, ylabel=f"{label} (mean over the 20 BN layers)",
+                                xlabel="slope (0 = ReLU)", title=f"{label} of BN inputs\n(mean ± std over networks)")
+        ax = axes[2]
+        for (measure, g), style in zip(growth.items(), ("o-", "s-")):
+            ax.plot(slopes, g, style, label=f"measured, {FIGURE4_MEASURES[measure][1]}")
+        ax.plot(slopes, predicted["variance"], "k--", label="closed form √(Var[Y](a) / Var[Y](0))")
+        ax.plot(slopes, predicted["second moment"], "k:", label="closed form √(E[Y²](a) / E[Y²](0))")
+        ax.set(xlabel="Leaky slope a", ylabel="std at slope a / std at slope 0",
+               title="Leaky ReLU: growth over ReLU (same network seed)\nagainst Appendix 11.3's closed forms")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.suptitle("Figure 4: BatchNorm inputs of random ResNet18s (ProxyGrad's forward is ReLU's)", fontsize=10)
+        fig.tight_layout()
+        fig.subplots_adjust(top=0.8)
         fig.savefig(folder / "figure4.png", dpi=90, bbox_inches="tight")
-        import matplotlib.pyplot as plt
         plt.close(fig)
     return {"experiment": "figure4", "quick": quick, "slopes": slopes,
-            "values": {label: v.tolist() for label, v in series.items()}}
+            "values": {m: {label: v.tolist() for label, v in series.items()} for m, series in values.items()},
+            "leaky_growth": {m: [round(x, 4) for x in g] for m, g in growth.items()},
+            "predicted_growth": {k: [round(x, 4) for x in v] for k, v in predicted.items()}}
 
 
 # --------------------------------------------------------------------------- training
@@ -615,12 +651,12 @@ def _key(params):
     return job_key(params)
 
 
-def _am_protocol(jobs):
+def _am_protocol(jobs, version=1):
     def protocol(quick: bool) -> dict:
         from . import regularizers
 
         return {"quick": quick, "jobs": jobs(quick), "regularization": repr(regularizers.paper_regularization(0)),
-                "version": 1}
+                "version": version}
     return protocol
 
 
@@ -636,15 +672,18 @@ REGISTRY = {
                          "regularized, 500 steps (3 jobs)",
                          table3_jobs, run_am, images_merge("table3", "Table 3"), _am_protocol(table3_jobs),
                          lambda q: 1 if q else 240),
-    "figure3": Experiment("figure3", "ProxyGrad at high slopes 1, 3, 10 on poncho, regularized, 500 steps (3 jobs)",
-                          figure3_jobs, run_am, images_merge("figure3", "Figure 3"), _am_protocol(figure3_jobs),
-                          lambda q: 1 if q else 40),
+    "figure3": Experiment("figure3", "ProxyGrad and Leaky ReLU at high slopes 1, 3, 10 on poncho, regularized, 500 steps "
+                          "(6 jobs)",
+                          figure3_jobs, run_am, images_merge("figure3", "Figure 3"), _am_protocol(figure3_jobs, version=2),
+                          lambda q: 1 if q else 150),
     "table5": Experiment("table5", "gradient size at layer1[0].conv1 of random ResNet18s, Leaky/ProxyGrad slopes "
                          "0-0.2, with and without BN, 50 repeats, Fashion-MNIST 224 px batches of 64 (700 jobs)",
                          table5_jobs, run_table5, table5_merge, _plain_protocol(table5_jobs), lambda q: 0.3 if q else 4),
-    "figure4": Experiment("figure4", "std of BatchNorm inputs of random ResNet18s over slopes 0-1, 10 repeats, "
+    "figure4": Experiment("figure4", "per-channel batch std (what BN divides by) and whole-tensor std of BatchNorm "
+                          "inputs of random ResNet18s over slopes 0-1, 10 repeats, "
                           "Fashion-MNIST 224 px batches of 64 (130 jobs)",
-                          figure4_jobs, run_figure4, figure4_merge, _plain_protocol(figure4_jobs), lambda q: 0.2 if q else 2),
+                          figure4_jobs, run_figure4, figure4_merge, _plain_protocol(figure4_jobs, version=2),
+                          lambda q: 0.2 if q else 5),
     "table4": Experiment("table4", f"training on Fashion-MNIST ({TABLE4_BUDGET['subset']:,} training and test images, 32 px, "
                          f"{TABLE4_BUDGET['epochs']} epochs): ResNet18 and PFNet18 x 7 activations x 3 seeds (42 jobs)",
                          table4_jobs, run_train, table4_merge_for("table4"), _plain_protocol(table4_jobs),

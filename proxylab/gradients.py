@@ -26,18 +26,54 @@ def random_resnet18(spec: str, num_classes: int, seed: int, batchnorm: bool = Tr
     return model.train()
 
 
-def bn_input_std(spec: str, images: torch.Tensor, labels: torch.Tensor | None = None, seed: int = 0,
-                 num_classes: int = 10) -> torch.Tensor:
-    """Std of the input of every BatchNorm layer (in network order) for one random ResNet18."""
+def bn_input_stats(spec: str, images: torch.Tensor, labels: torch.Tensor | None = None, seed: int = 0,
+                   num_classes: int = 10) -> dict[str, torch.Tensor]:
+    """The spread of the input of every BatchNorm layer (in network order) of one random ResNet18,
+    measured two ways in one forward pass (the network in train mode, as in training):
+
+    - ``"per_channel"``: the batch std sigma_B of each channel over (images, rows, columns), the
+      biased one that BatchNorm divides by, averaged over the channels (the paper's section 7);
+    - ``"whole"``: the std of the whole input tensor, which also counts how the channels' means
+      differ, so it follows the second moment E[Y^2] of the rectified units more than their variance.
+
+    Returns:
+        ``{"per_channel": tensor(layers), "whole": tensor(layers)}``.
+    """
     model = random_resnet18(spec, num_classes, seed)
-    stds = []
-    hooks = [m.register_forward_pre_hook(lambda mod, inp: stds.append(inp[0].std().item()))
-             for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    with torch.no_grad():
-        model(images)
-    for h in hooks:
-        h.remove()
-    return torch.tensor(stds)
+    stats = {"per_channel": [], "whole": []}
+
+    def keep(module, inputs):
+        z = inputs[0]
+        stats["per_channel"].append(z.transpose(0, 1).flatten(1).std(dim=1, correction=0).mean().item())
+        stats["whole"].append(z.std().item())
+
+    hooks = [m.register_forward_pre_hook(keep) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        for h in hooks:
+            h.remove()
+    return {k: torch.tensor(v) for k, v in stats.items()}
+
+
+def bn_input_std(spec: str, images: torch.Tensor, labels: torch.Tensor | None = None, seed: int = 0,
+                 num_classes: int = 10, measure: str = "per_channel") -> torch.Tensor:
+    """One measure of :func:`bn_input_stats` (``"per_channel"``, BatchNorm's sigma_B, or ``"whole"``)."""
+    if measure not in ("per_channel", "whole"):
+        raise ValueError(f"measure must be 'per_channel' (what BatchNorm divides by) or 'whole', got {measure!r}")
+    return bn_input_stats(spec, images, labels, seed, num_classes)[measure]
+
+
+def predicted_std_growth(slopes) -> dict[str, list[float]]:
+    """Appendix 11.3's closed forms for Y = LReLU_a(X), X ~ N(0, 1), as a growth of the std over
+    ReLU's: ``sqrt(Var[Y](a) / Var[Y](0))`` (what a per-channel std follows) and
+    ``sqrt(E[Y^2](a) / E[Y^2](0))`` (what a whole-tensor std follows)."""
+    from .gaussian import closed_form
+
+    base = closed_form(0.0)
+    return {"variance": [(closed_form(a)["var"] / base["var"]) ** 0.5 for a in slopes],
+            "second moment": [(closed_form(a)["second"] / base["second"]) ** 0.5 for a in slopes]}
 
 
 def first_block_gradient(spec: str, images: torch.Tensor, labels: torch.Tensor, seed: int,

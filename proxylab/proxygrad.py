@@ -67,7 +67,10 @@ class _ProxyReLUFunction(torch.autograd.Function):
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
         # y > 0 exactly where the original x > 0 (forward slope >= 0): one fused kernel ...
-        grad_in = torch.ops.aten.leaky_relu_backward(grad, y, ctx.backward_slope, True)
+        if ctx.backward_slope <= torch.finfo(grad.dtype).max:
+            grad_in = torch.ops.aten.leaky_relu_backward(grad, y, ctx.backward_slope, True)
+        else:  # a slope the kernel cannot take in this dtype: inf where it applies, so AM retries in float64
+            grad_in = torch.where(y > 0, grad, grad * ctx.backward_slope)
         if ctx.max_value is not None:  # ... and one more zeroing y >= max_value (a bool mask is far slower)
             grad_in = torch.ops.aten.hardtanh_backward(grad_in, y, -math.inf, ctx.max_value)
         return grad_in, None, None, None, None

@@ -45,3 +45,42 @@ def test_gradient_magnitude_directions(batches, batchnorm):
 def test_batchnorm_can_be_removed():
     model = gradients.random_resnet18("relu", 10, seed=0, batchnorm=False)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+
+def test_per_channel_std_is_what_batchnorm_divides_by(batches):
+    images, labels = batches[0]
+    stats = gradients.bn_input_stats("leaky:0.5", images, labels, seed=3)
+    model = gradients.random_resnet18("leaky:0.5", 10, seed=3)  # the same seeded network
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for bn in bns:
+        bn.momentum = 1.0  # running_var becomes this batch's (unbiased) per-channel variance
+    counts = []  # values per channel: images x rows x columns
+    hooks = [bn.register_forward_pre_hook(lambda m, i: counts.append(i[0].numel() / i[0].shape[1])) for bn in bns]
+    with torch.no_grad():
+        model(images)
+    for h in hooks:
+        h.remove()
+    reference = [bn.running_var for bn in bns]
+    # BatchNorm divides by the biased std; running_var holds the unbiased variance
+    sigma_b = torch.stack([(v * (c - 1) / c).sqrt().mean() for v, c in zip(reference, counts)])
+    assert len(stats["per_channel"]) == len(bns) == 20
+    assert torch.allclose(stats["per_channel"], sigma_b.float(), rtol=1e-4)
+    assert (stats["whole"] > stats["per_channel"]).all()  # the whole tensor adds the channels' means
+
+
+def test_predicted_growth_is_appendix_11_3s_closed_form():
+    from proxylab import gaussian
+
+    pred = gradients.predicted_std_growth([0.0, 0.5, 1.0])
+    base = gaussian.moments(0.0)  # the sympy derivation, not the hand-written closed form
+    for i, a in enumerate([0.0, 0.5, 1.0]):
+        m = gaussian.moments(a)
+        assert pred["variance"][i] == pytest.approx((m["var"] / base["var"]) ** 0.5, rel=1e-9)
+        assert pred["second moment"][i] == pytest.approx((m["second"] / base["second"]) ** 0.5, rel=1e-9)
+    assert pred["variance"][2] == pytest.approx(1.7129, abs=1e-4)  # +71 % at slope 1, E[Y^2]: +41 %
+    assert pred["second moment"][2] == pytest.approx(2 ** 0.5)
+
+
+def test_bn_input_std_names_its_measures(batches):
+    with pytest.raises(ValueError, match="per_channel"):
+        gradients.bn_input_std("relu", *batches[0], measure="channel")

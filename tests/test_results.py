@@ -53,6 +53,7 @@ def test_a_slice_of_the_shipped_result_recomputes(name):
     elif name == "figure4":
         now = experiments.run_figure4(params, Path("/nonexistent"))
         assert now["bn_input_std"] == pytest.approx(stored["bn_input_std"], rel=1e-4)
+        assert now["bn_input_channel_std"] == pytest.approx(stored["bn_input_channel_std"], rel=1e-4)
     elif name.startswith("table4"):  # the first epoch of one training job
         from proxylab.train import TrainConfig, train
 
