@@ -106,6 +106,24 @@ def sweep_plot(x: Sequence[float], series: Mapping[str, torch.Tensor], xlabel: s
     return ax.figure
 
 
+def gradient_norm_plot(slopes: Sequence[float], norms: torch.Tensor, ax=None):
+    """The proxy gradient's norm against the backward slope, log-log, with the two float32 limits
+    it crosses: its sum of squares overflows above sqrt(max) (about 1.8e19), the values themselves
+    above max (about 3.4e38). ``slopes[0]`` must be 0 (the model's own gradient, a dotted line)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.8, 3.6))
+    norms = torch.as_tensor(norms, dtype=torch.float64).reshape(len(slopes), -1)
+    ax.loglog(list(slopes[1:]), norms[1:].mean(dim=1).numpy(), "o-", label="ProxyGrad, |g| in float64")
+    ax.axhline(norms[0].mean().item(), color="gray", ls=":", label="ReLU's own gradient (slope 0)")
+    top = torch.finfo(torch.float32).max
+    ax.axhline(top ** 0.5, color="tab:orange", ls="--", lw=1, label="float32: |g|² overflows above this")
+    ax.axhline(top, color="tab:red", ls="--", lw=1, label="float32: the largest number")
+    ax.set(xlabel="backward slope a_b", ylabel="norm of the input gradient")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    return ax.figure
+
+
 def toy_runs_figure(results: Mapping[str, "object"], title: str | None = None):
     """Table 1's rows for several toy AM runs (label -> ToyResult): the images at the kept steps,
     then one panel with every run's fraction of the optimum over the steps."""

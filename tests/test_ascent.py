@@ -116,3 +116,17 @@ def test_proxy_gradient_norms_grow_with_the_slope_without_overflow(lite):
     assert norms.dtype == torch.float64 and torch.isfinite(norms).all()
     assert (norms[1:, 0] > norms[:-1, 0]).all()
     assert norms[3, 0] > torch.finfo(torch.float32).max  # beyond float32: why the fallback exists
+
+
+def test_gradient_norm_plot_draws_the_norms_and_float32s_limits():
+    import matplotlib.pyplot as plt
+
+    from proxylab import plotting
+
+    fig = plotting.gradient_norm_plot([0, 1, 10], torch.tensor([[2.0], [1e10], [1e40]], dtype=torch.float64))
+    ax = fig.axes[0]
+    (curve, relu, squares, top) = ax.lines
+    assert list(curve.get_ydata()) == [1e10, 1e40] and relu.get_ydata()[0] == 2.0
+    assert squares.get_ydata()[0] == pytest.approx(torch.finfo(torch.float32).max ** 0.5)
+    assert top.get_ydata()[0] == pytest.approx(torch.finfo(torch.float32).max)
+    plt.close(fig)

@@ -1,0 +1,246 @@
+"""The README's results table, written from the shipped results (``results/NAME/NAME.json``) by
+code, so that no number in it can drift from its data, and one rule for the words that read a
+paired comparison.
+
+The rule (:func:`verdict`): a setting is **ahead** of its baseline when the mean of the paired
+differences (same seed, or same class) exceeds twice its standard error AND more than half of the
+pairs are ahead; **behind** in the mirror case; otherwise **within noise**. One pair has no
+standard error, so it is always within noise.
+
+``python3 dev.py results`` rewrites the table between the README's markers;
+``tests/test_report.py`` fails when the committed README differs from what this module writes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Callable, Sequence
+
+README_START, README_END = "<!-- results-table-start -->", "<!-- results-table-end -->"
+
+
+# --------------------------------------------------------------------------- the one rule
+def verdict(mean: float, se: float | None, ahead: int, n: int) -> str:
+    """``"ahead"``, ``"behind"`` or ``"within noise"`` for ``n`` paired differences with this mean,
+    standard error and number of pairs ahead (difference > 0); see the module's docstring."""
+    if n < 2 or se is None or math.isnan(se):
+        return "within noise"
+    if mean > 2 * se and ahead > n / 2:
+        return "ahead"
+    if mean < -2 * se and n - ahead > n / 2:
+        return "behind"
+    return "within noise"
+
+
+def paired(values: Sequence[float], base: Sequence[float]) -> dict:
+    """Paired differences ``values - base``: ``{"mean", "se", "ahead", "n", "verdict"}`` (the
+    standard error from the sample std, n - 1 in the denominator)."""
+    d = [v - b for v, b in zip(values, base, strict=True)]
+    n = len(d)
+    mean = sum(d) / n
+    se = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1) / n) if n > 1 else None
+    ahead = sum(x > 0 for x in d)
+    return {"mean": mean, "se": se, "ahead": ahead, "n": n, "verdict": verdict(mean, se, ahead, n)}
+
+
+def _pm(p: dict, digits: int = 1) -> str:
+    se = "–" if p["se"] is None else f"{p['se']:.{digits}f}"
+    return f"{p['mean']:+.{digits}f} ± {se}, {p['ahead']}/{p['n']} ahead: {p['verdict']}"
+
+
+def _mean(v) -> float:
+    return sum(v) / len(v)
+
+
+# --------------------------------------------------------------------------- one row per claim
+def _figure2_proxygrad(fig2: dict, reg: str) -> str:
+    parts = []
+    for step in (10, 500):
+        s = fig2["summary"][f"{reg}/proxygrad/step{step}"]
+        n = s["classes"]
+        groups: dict = {}
+        for slope, mean, (m, se, ahead) in list(zip(s["slopes"], s["mean"], s["vs_relu"]))[1:]:
+            cell = f"{slope:g} ({mean:.1f}, {m:+.1f} ± {se:.1f}, {ahead}/{n})"
+            groups.setdefault(verdict(m, se, ahead, n), []).append(cell)
+        best = s["mean"][s["slopes"].index(s["best_slope"])]
+        parts.append(f"after {step} steps (ReLU {s['mean'][0]:.1f}; best {best:.1f} at {s['best_slope']:g}, "
+                     f"{100 * (best / s['mean'][0] - 1):+.0f} %): " +
+                     "; ".join(f"{w} at {', '.join(groups[w])}" for w in ("ahead", "within noise", "behind") if w in groups))
+    return ". ".join(parts) + " (slope (mean, paired difference ± SE, classes ahead))"
+
+
+def _figure2_leaky(fig2: dict, reg: str) -> str:
+    parts = []
+    for step in (10, 500):
+        s = fig2["summary"][f"{reg}/leaky/step{step}"]
+        words = [verdict(m, se, a, s["classes"]) for m, se, a in s["vs_relu"][1:]]
+        parts.append(f"behind ReLU at {words.count('behind')} of {len(words)} slopes after {step} steps")
+    s = fig2["summary"][f"{reg}/leaky/step500"]
+    m, se, a = s["vs_relu"][1]
+    return "; ".join(parts) + f" (slope {s['slopes'][1]:g} after 500: {m:+.1f} ± {se:.1f}, {a}/{s['classes']} classes ahead)"
+
+
+def _diagnostic(diag: dict) -> str:
+    panels = list(diag["panels"].values())
+    fracs = [r["suggested_over_best"] for p in panels for r in p["per_class"] if r["suggested_over_best"] is not None]
+    means = [p["suggested_over_best_mean"] for p in panels]
+    below_fixed = sum(p["suggested_over_best_mean"] < max(p["fixed_over_best"].values()) for p in panels)
+    below_relu = [p for p in panels if p["suggested_over_best_mean"] < p["relu_over_best_mean"]]
+    at_top = {step: (sum(p["best_at_or_below_top"] for p in panels if p["step"] == step),
+                     sum(p["classes"] for p in panels if p["step"] == step)) for step in (10, 500)}
+    return (f"no: the range's top scores {100 * min(fracs):.0f}–{100 * max(fracs):.0f} % of a class's best "
+            f"(per class; {100 * min(means):.0f}–{100 * max(means):.0f} % as a mean over a setting's classes), "
+            f"below the best fixed slope in {below_fixed} of {len(panels)} settings and below ReLU in "
+            f"{len(below_relu)} ({', '.join(_setting(p) for p in below_relu)}); "
+            f"the best slope is at or below the range's top for {at_top[500][0]}/{at_top[500][1]} classes after 500 "
+            f"steps, {at_top[10][0]}/{at_top[10][1]} after 10")
+
+
+def _setting(panel: dict) -> str:
+    reg = "regularized" if panel["regularize"] == "paper" else "unregularized"
+    return f"{panel['model']}, {reg}, {panel['step']} steps"
+
+
+def _table3(t3: dict) -> str:
+    rows = {r["spec"]: r["final_logits"] for r in t3["rows"]}
+    relu = rows.pop("relu")
+    parts = [f"ReLU {_mean(relu):.1f}"] + [f"{spec} {_mean(v):.1f} (paired {_pm(paired(v, relu))})" for spec, v in rows.items()]
+    return ("final logits, mean over the 8 classes: " + ", ".join(parts) + f"; {TABLE3_READING}")
+
+
+# What the Table 3 images show (results/table3/table3.png), read by eye: kept beside the numbers.
+TABLE3_READING = ("the images are low-contrast in every row; object parts are recognizable for a few classes in all "
+                  "three rows (cucumbers, a pelican's head, pool balls) and the rest are textures, with no visible "
+                  "ordering from left to right: the logits support the claim, the images do not show it")
+
+
+def _figure3(f3: dict) -> str:
+    by_spec = {r["spec"]: r["final_logits"][0] for r in f3["rows"]}
+    pg = ", ".join(f"{s.split(':')[1]}: {v:.1f}" for s, v in by_spec.items() if s.startswith("proxygrad"))
+    lk = ", ".join(f"{s.split(':')[1]}: {v:.1f}" for s, v in by_spec.items() if s.startswith("leaky"))
+    return (f"final logit of poncho for ProxyGrad at slopes {pg} and for the Leaky ReLU network at {lk}; "
+            f"{FIGURE3_READING}")
+
+
+# What the rerun Figure 3 images show (results/figure3/figure3.png), read by eye: kept beside the numbers.
+FIGURE3_READING = "images: see `results/figure3/figure3.png` and notebook 06"
+
+
+def _figure4(f4: dict) -> str:
+    slopes = f4["slopes"]
+    i1 = slopes.index(1.0)
+    out = []
+    for measure, name, pred in (("per_channel", "per-channel σ_B", "variance"), ("whole", "whole-tensor std", "second moment")):
+        leaky = f4["values"][measure]["Leaky ReLU"]
+        p = paired(leaky[i1], leaky[0])
+        out.append(f"{name} {_mean(leaky[0]):.2f} → {_mean(leaky[i1]):.2f} from slope 0 to 1 "
+                   f"({100 * (f4['leaky_growth'][measure][i1] - 1):+.0f} %, {p['ahead']}/{p['n']} networks up: {p['verdict']}; "
+                   f"the closed-form {pred} predicts {100 * (f4['predicted_growth'][pred][i1] - 1):+.0f} %)")
+    pg = f4["values"]["per_channel"]["ProxyGrad"]
+    flat = all(row == pg[0] for row in pg)
+    return ("Leaky ReLU: " + "; ".join(out) +
+            ("; ProxyGrad identical to ReLU at every slope (its forward is ReLU's)" if flat else "; ProxyGrad NOT flat: a bug"))
+
+
+def _table5(t5: dict) -> str:
+    slopes = t5["slopes"]
+    top = len(slopes) - 1
+    parts = []
+    for bn in ("without", "with"):
+        cells = []
+        for kind in ("Leaky ReLU", "ProxyGrad"):
+            v = t5["values"][f"{bn} BN/{kind}"]
+            p = paired(v[top], v[0])
+            word = {"ahead": "grows", "behind": "shrinks"}.get(p["verdict"], "within noise")
+            cells.append(f"{kind} {1e4 * _mean(v[0]):.3f} → {1e4 * _mean(v[top]):.3f} "
+                         f"({100 * (_mean(v[top]) / _mean(v[0]) - 1):+.0f} %, {word}, {p['ahead']}/{p['n']} repeats up)")
+        parts.append(f"{bn} BN " + ", ".join(cells))
+    return f"gradient ×10⁻⁴ from slope 0 to {slopes[top]:g}: " + "; ".join(parts)
+
+
+def _table4(t4: dict) -> str:
+    acc = t4["accuracies"]
+    parts = []
+    for arch, name in (("resnet18", "ResNet18"), ("pfnet18", "PFNet18")):
+        relu = acc[f"fashion-mnist/{arch}/relu"]
+        groups: dict = {}
+        for act in ("proxygrad:0.01", "proxygrad:0.1", "proxygrad:0.2", "leaky:0.01", "leaky:0.1", "leaky:0.2"):
+            p = paired(acc[f"fashion-mnist/{arch}/{act}"], relu)
+            groups.setdefault(p["verdict"], []).append(f"{_label(act)} {p['mean']:+.2f} ± {p['se']:.2f}")
+        vs = []
+        for s in ("0.01", "0.1", "0.2"):
+            p = paired(acc[f"fashion-mnist/{arch}/leaky:{s}"], acc[f"fashion-mnist/{arch}/proxygrad:{s}"])
+            vs.append(f"{s}: {p['mean']:+.2f} ± {p['se']:.2f} ({p['verdict']})")
+        parts.append(f"{name} (ReLU {_mean(relu):.1f} %): vs ReLU, " +
+                     "; ".join(f"{w}: {', '.join(groups[w])}" for w in ("ahead", "within noise", "behind") if w in groups) +
+                     f"; Leaky minus ProxyGrad at the same slope {', '.join(vs)}")
+    return " — ".join(parts)
+
+
+def _label(spec: str) -> str:
+    kind, slope = spec.split(":")
+    return f"{'PG' if kind == 'proxygrad' else 'Leaky'} {slope}"
+
+
+def _status(merged: dict) -> str:
+    prov = merged["provenance"]
+    done = "complete" if prov["jobs_finished"] == prov["jobs"] else f"{prov['jobs_finished']} of {prov['jobs']} jobs"
+    return f"{done}, {prov['jobs']} jobs, {prov['job_seconds_total'] / 3600:.1f} CPU hours"
+
+
+EFF = "EfficientNet-Lite0 (offline, not the paper's ResNet18), 8 paper classes, 224 px, 1 seed, paired by class"
+ROWS: list[tuple[str, str, Callable[[dict], str], str]] = [
+    ("figure2", "Figure 2, no regularization: ProxyGrad above ReLU at a good slope, ≈ 50 vs 40 after 10 steps "
+     "(+25 %), ≈ 330 vs 300 after 500 (+10 %)", lambda d: _figure2_proxygrad(d, "none"), EFF),
+    ("figure2", "Figure 2: Leaky ReLU networks score below ReLU at every slope", lambda d: _figure2_leaky(d, "none"),
+     "as above"),
+    ("figure2", "Figure 2 with regularization: ProxyGrad above ReLU, ≈ 40 vs 30 after 10 steps (+33 %), ≈ 130 vs 100 "
+     "after 500 (+30 %)", lambda d: _figure2_proxygrad(d, "paper"),
+     "blur σ 0.5 + rotation ±1° (this course's choice; the paper's values are lost), otherwise as above"),
+    ("figure2", "Figure 2 with regularization: Leaky ReLU below ReLU", lambda d: _figure2_leaky(d, "paper"), "as above"),
+    ("diagnostic", "(this course) the slope diagnostic's suggested range predicts the best slope", _diagnostic,
+     "EfficientNet-Lite0 on Figure 2's grid, Fashion-MNIST ResNet18 on its own 500-step grid, per class"),
+    ("table3", "Table 3: images of ReLU, Leaky ReLU, ProxyGrad improve from left to right", _table3,
+     "EfficientNet-Lite0, 224 px, 500 steps (paper: 2500), regularized, 1 seed"),
+    ("figure3", "Figure 3: very high ProxyGrad slopes give \"animal faces\", a Leaky ReLU network repetitive textures",
+     _figure3, "poncho, EfficientNet-Lite0, 224 px, 500 steps, regularized, 1 seed"),
+    ("figure4", "Figure 4: the std of BatchNorm inputs grows with the Leaky slope", _figure4,
+     "random ResNet18, 10 networks per slope (paired by seed), Fashion-MNIST batches of 64 at 224 px"),
+    ("table5", "Table 5: without BN the gradient grows with the slope; with BN it shrinks for Leaky ReLU and grows "
+     "for ProxyGrad", _table5,
+     "random ResNet18, gradient after layer1[0].conv1, Fashion-MNIST batches of 64 at 224 px, 50 repeats"),
+    ("table4", "Table 4: ProxyGrad trains as well as Leaky ReLU (e.g. Caltech101 ResNet18: ReLU 56.0, ProxyGrad 0.2 "
+     "62.9, Leaky 0.2 62.2)", _table4,
+     "Fashion-MNIST (not a paper dataset), 4,000 training / 4,000 test images, 32 px, 8 epochs (undertrained), "
+     "3 seeds paired by seed (same initial weights and data order)"),
+]
+
+
+def results_table(root) -> str:
+    """The markdown table of every claim against its shipped result under ``root``; a result not
+    shipped yet is a row that says so."""
+    root = Path(root)
+    lines = ["| claim (paper) | ours | setting | status |", "|---|---|---|---|"]
+    for name, claim, ours, setting in ROWS:
+        path = root / name / f"{name}.json"
+        if not path.exists():
+            lines.append(f"| {claim} | not run yet: `python -m proxylab reproduce {name} --out results` | {setting} | – |")
+            continue
+        merged = json.loads(path.read_text())
+        lines.append(f"| {claim} | {ours(merged)} | {setting} | {_status(merged)} (`results/{name}/`) |")
+    return "\n".join(lines)
+
+
+def update_readme(readme, root) -> bool:
+    """Rewrite the results table between the README's markers; True when the file changed."""
+    readme = Path(readme)
+    text = readme.read_text()
+    pattern = re.compile(re.escape(README_START) + r".*?" + re.escape(README_END), re.S)
+    if not pattern.search(text):
+        raise ValueError(f"{readme} has no {README_START} ... {README_END} block to write the results table into")
+    new = pattern.sub(lambda _: f"{README_START}\n{results_table(root)}\n{README_END}", text)
+    if new != text:
+        readme.write_text(new)
+    return new != text

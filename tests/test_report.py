@@ -1,0 +1,58 @@
+"""The README's results table is what proxylab.report writes from the shipped JSON, and the one
+rule behind its words ahead / within noise / behind."""
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+
+from proxylab import report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_committed_results_table_is_the_generated_one():
+    text = (ROOT / "README.md").read_text()
+    block = text.split(report.README_START)[1].split(report.README_END)[0].strip()
+    assert block == report.results_table(ROOT / "results"), (
+        "README.md's results table differs from the shipped results: run 'python3 dev.py results' and commit")
+
+
+@pytest.mark.parametrize("mean, se, ahead, n, expected", [
+    (1.0, 0.4, 3, 4, "ahead"),           # beyond 2 SE, most pairs ahead
+    (1.0, 0.5, 3, 4, "within noise"),    # exactly 2 SE is not beyond it
+    (1.0, 0.4, 2, 4, "within noise"),    # beyond 2 SE but only half of the pairs ahead
+    (-1.0, 0.4, 1, 4, "behind"),
+    (-1.0, 0.4, 2, 4, "within noise"),   # half behind is not most
+    (-1.0, 0.6, 0, 4, "within noise"),
+    (5.0, None, 1, 1, "within noise"),   # one pair: no standard error
+    (5.0, math.nan, 2, 2, "within noise"),
+    (0.3, 0.0, 3, 3, "ahead"),           # identical differences: no noise at all
+])
+def test_verdict_rule(mean, se, ahead, n, expected):
+    assert report.verdict(mean, se, ahead, n) == expected
+
+
+def test_paired_uses_the_sample_standard_error():
+    values, base = [3.0, 5.0, 4.5, 6.0], [1.0, 4.0, 4.0, 3.0]
+    d = [v - b for v, b in zip(values, base)]
+    p = report.paired(values, base)
+    assert p["mean"] == pytest.approx(statistics.mean(d))
+    assert p["se"] == pytest.approx(statistics.stdev(d) / len(d) ** 0.5)
+    assert (p["ahead"], p["n"], p["verdict"]) == (4, 4, "ahead")
+    assert report.paired([1.0], [0.0])["se"] is None
+    with pytest.raises(ValueError):
+        report.paired([1.0, 2.0], [0.0])  # unpaired lengths are a mistake, not a shorter comparison
+
+
+def test_update_readme_rewrites_only_the_block(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.README_START}\nstale\n{report.README_END}\noutro\n")
+    assert report.update_readme(readme, tmp_path / "results")
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "stale" not in text
+    assert "not run yet: `python -m proxylab reproduce figure2 --out results`" in text
+    assert not report.update_readme(readme, tmp_path / "results")  # a second run changes nothing
+    (tmp_path / "plain.md").write_text("no markers")
+    with pytest.raises(ValueError, match="results-table-start"):
+        report.update_readme(tmp_path / "plain.md", tmp_path)
