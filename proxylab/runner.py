@@ -10,6 +10,9 @@ a function that runs one job, and a merge that turns the finished jobs into the 
                                checkpoint, never committed)
     OUT/NAME/NAME.json, *.png  the merged result, with its provenance
 
+KEY is the job's parameters in short (in sorted order) plus a hash of all of them; the hash alone
+identifies a job, so files whose slug an older runner wrote in another order are still found.
+
 A rerun skips finished jobs and continues interrupted ones (a training job resumes from its
 checkpoint), so a killed run loses at most the job in flight. Engines: ``local`` runs the jobs in
 this process, in order; ``ray`` runs each job as a Ray task (``num_gpus=1`` when CUDA is there,
@@ -62,12 +65,18 @@ class Experiment:
     seconds_per_job: Callable[[bool], float]
 
 
+def job_hash(params: dict) -> str:
+    """What identifies a job: a hash of all its parameters, whatever order they were written in."""
+    return hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
+
+
 def job_key(params: dict) -> str:
-    """A file name for a job: its parameters in short, readable form, plus a hash of all of them."""
-    text = json.dumps(params, sort_keys=True)
-    slug = "_".join(str(v) for v in params.values() if isinstance(v, (str, int, float)) and not isinstance(v, bool))
+    """A file name for a job: its parameters in short, readable form (sorted by name), plus
+    :func:`job_hash`. Both parts are independent of the order the parameters were written in."""
+    slug = "_".join(str(v) for _, v in sorted(params.items())
+                    if isinstance(v, (str, int, float)) and not isinstance(v, bool))
     slug = "".join(c if c.isalnum() or c in ".-" else "-" for c in slug)[:60].strip("-")
-    return f"{slug}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+    return f"{slug}-{job_hash(params)}"
 
 
 @functools.lru_cache(maxsize=None)
@@ -102,6 +111,7 @@ class Folder:
         self.exp, self.quick = experiment, quick
         self.root = Path(out) / experiment.name
         self.jobs_dir = self.root / "jobs"
+        self._found: dict[str, str] | None = None  # job hash -> key of the job files and folders already here
 
     def check_protocol(self) -> None:
         """Refuse a folder that holds results of another protocol; record ours in a new one."""
@@ -124,8 +134,20 @@ class Folder:
             raise RunnerError(str(err)) from None
         write_json_atomic(ours, path)
 
+    def key(self, params: dict) -> str:
+        """The job's key in this folder: :func:`job_key`, or the name of a job file or folder already
+        here with the job's hash (older runners wrote the slug in the order the parameters were written)."""
+        new = job_key(params)
+        if (self.jobs_dir / f"{new}.json").exists() or (self.jobs_dir / new).exists():
+            return new
+        if self._found is None:  # listed once: a grid of 700 jobs would otherwise list it 700 times
+            names = sorted(os.listdir(self.jobs_dir)) if self.jobs_dir.is_dir() else []
+            self._found = {n.removesuffix(".json").rpartition("-")[2]: n.removesuffix(".json")
+                           for n in names if not n.startswith(".")}
+        return self._found.get(job_hash(params), new)
+
     def path(self, params: dict) -> Path:
-        return self.jobs_dir / f"{job_key(params)}.json"
+        return self.jobs_dir / f"{self.key(params)}.json"
 
     def finished(self, params: dict) -> dict | None:
         path = self.path(params)
@@ -141,11 +163,11 @@ class Folder:
                               "(the other finished jobs are kept)") from None
 
     def save(self, params: dict, result: dict, seconds: float, device: str) -> None:
-        write_json_atomic({"experiment": self.exp.name, "key": job_key(params), "params": params,
+        write_json_atomic({"experiment": self.exp.name, "key": self.key(params), "params": params,
                            "result": result, "seconds": round(seconds, 3), "device": device}, self.path(params))
 
     def workdir(self, params: dict) -> Path:
-        return self.jobs_dir / job_key(params)
+        return self.jobs_dir / self.key(params)
 
 
 # --------------------------------------------------------------------------- engines
@@ -227,7 +249,7 @@ def _run_ray(exp: Experiment, folder: Folder, todo: list[dict], progress: bool, 
     bar.close()
     if failed:
         first, why = failed[0]
-        raise RunnerError(f"{len(failed)} of {len(todo)} jobs failed on Ray workers (first: {job_key(first)}: {why}); "
+        raise RunnerError(f"{len(failed)} of {len(todo)} jobs failed on Ray workers (first: {folder.key(first)}: {why}); "
                           f"the {len(todo) - len(failed)} others are saved under {folder.jobs_dir}; fix the cause "
                           "and rerun the same command to run only the failed jobs")
 

@@ -1,6 +1,7 @@
 """The experiment runner: job files, resume after a kill, protocol checks, the Ray engine."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,11 +30,35 @@ def straight(tmp_path_factory):
     return out, reproduce("figure4", out, quick=True, progress=False)
 
 
-def test_job_keys_are_stable_and_distinct():
+def copy_of(straight, tmp_path, name="copy"):
+    """A copy of the finished quick figure4 folder, to break or lock without touching the original."""
+    shutil.copytree(straight[0] / "figure4", tmp_path / name / "figure4")
+    return tmp_path / name
+
+
+def test_job_keys_are_stable_distinct_and_independent_of_the_parameters_order():
     jobs = experiments.get("table5").jobs(False)
     keys = [job_key(p) for p in jobs]
     assert len(set(keys)) == len(keys) == 700
-    assert job_key(dict(jobs[0])) == keys[0] and job_key({**jobs[0], "seed": 99}) != keys[0]
+    reordered = dict(reversed(list(jobs[0].items())))
+    assert list(reordered) != list(jobs[0]) and job_key(reordered) == keys[0]
+    assert job_key({**jobs[0], "seed": 99}) != keys[0]
+
+
+def test_job_files_named_in_another_parameter_order_are_found(straight, tmp_path):
+    """Files an older runner named with its slug in the parameters' written order (the shipped
+    results) are found by their hash: nothing reruns, and a job's own folder is found too."""
+    out = copy_of(straight, tmp_path)
+    jobs_dir = out / "figure4" / "jobs"
+    jobs = experiments.get("figure4").jobs(True)
+    for p in jobs:
+        (jobs_dir / f"{job_key(p)}.json").rename(jobs_dir / f"written-in-another-order-{job_key(p)[-10:]}.json")
+    before = sorted(jobs_dir.iterdir())
+    assert values(reproduce("figure4", out, quick=True, progress=False)) == values(straight[1])
+    assert sorted(jobs_dir.iterdir()) == before  # no job was run again
+    (jobs_dir / f"written-in-another-order-{job_key(jobs[0])[-10:]}.json").unlink()  # an interrupted job ...
+    (jobs_dir / f"old-{job_key(jobs[0])[-10:]}").mkdir()  # ... with its checkpoint folder
+    assert Folder(out, experiments.get("figure4"), True).workdir(jobs[0]) == jobs_dir / f"old-{job_key(jobs[0])[-10:]}"
 
 
 def test_local_engine_writes_one_file_per_job_and_merges(straight):
@@ -204,3 +229,17 @@ def test_table4_pairs_each_activation_with_relu_of_the_same_seed(tmp_path):
     assert "fashion-mnist/pfnet18/relu" not in merged["vs_relu"]
     assert (tmp_path / "table4.png").stat().st_size > 0
     assert "87.2±10.3 (n=3)" in merged["markdown"]  # the table itself keeps every seed: 81, 81.5, 99
+
+
+@pytest.mark.xfail(strict=True, raises=FileNotFoundError,
+                   reason="experiments.images_merge still names a job's folder by job_key, not by Folder.key; "
+                          "drop this mark with that fix")
+@pytest.mark.parametrize("name", ["figure3", "table3"])
+def test_a_shipped_image_result_merges_again_with_its_job_folders(name, tmp_path):
+    """The shipped AM results' job folders (named with an older slug order) are found by the merge:
+    merged again, a result names the same images as the shipped one, and they exist."""
+    shutil.copytree(ROOT / "results" / name, tmp_path / name)
+    merged = reproduce(name, tmp_path, quick=False, progress=False, merge_only=True)
+    shipped = json.loads((ROOT / "results" / name / f"{name}.json").read_text())
+    assert [r["images"] for r in merged["rows"]] == [r["images"] for r in shipped["rows"]]
+    assert all((tmp_path / name / r["images"]).is_file() for r in merged["rows"])
