@@ -37,6 +37,9 @@ from tqdm.auto import tqdm
 from .files import writable_dir, write_json_atomic
 
 
+RECORD_FIELDS = ("params", "result", "seconds", "device")  # what every job file has
+
+
 KILL_ONCE_ENV = "PROXYLAB_KILL_WORKER_ONCE"  # a path: the first Ray job to see it missing creates it and dies
 FAIL_ENV = "PROXYLAB_FAIL_JOB"  # a piece of a job key: that Ray job raises (tests)
 
@@ -155,8 +158,9 @@ class Folder:
             return None
         try:
             record = json.loads(path.read_text())
-            if record["params"] != params:
-                raise KeyError("params")
+            missing = [f for f in RECORD_FIELDS if f not in record]
+            if missing or record["params"] != params or not isinstance(record["seconds"], (int, float)):
+                raise KeyError(missing)
             return record
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
             raise RunnerError(f"the job file {path} is corrupt; delete it and rerun to redo that job "

@@ -120,6 +120,22 @@ def test_a_corrupt_job_file_is_named_and_nothing_else_is_lost(straight, tmp_path
     assert values(reproduce("figure4", out, quick=True, progress=False)) == values(straight[1])
 
 
+@pytest.mark.parametrize("field, value", [("result", None), ("seconds", None), ("device", None), ("seconds", "1.5")])
+def test_a_job_file_without_a_field_is_one_line(straight, tmp_path, capsys, monkeypatch, field, value):
+    """Valid JSON that lacks a field (or holds a wrong kind of value) is a corrupt job file too."""
+    out = copy_of(straight, tmp_path)
+    victim = sorted((out / "figure4" / "jobs").glob("*.json"))[2]
+    record = json.loads(victim.read_text())
+    record.pop(field) if value is None else record.update({field: value})
+    victim.write_text(json.dumps(record))
+    with pytest.raises(RunnerError, match=f"{victim.name} is corrupt; delete it and rerun"):
+        reproduce("figure4", out, quick=True, progress=False)
+    monkeypatch.setenv("PROXYLAB_QUICK", "1")
+    assert cli(["reproduce", "figure4", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{victim.name} is corrupt" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("args, message", [
     (["reproduce", "figur2"], "did you mean figure2"),
     (["reproduce"], "name an experiment"),
