@@ -9,6 +9,7 @@ a function that runs one job, and a merge that turns the finished jobs into the 
     OUT/NAME/jobs/KEY/         a job's own files: images it made, its resumable state (a training
                                checkpoint, never committed)
     OUT/NAME/NAME.json, *.png  the merged result, with its provenance
+    OUT/NAME/running.lock      held while a command works on the folder: a second one is refused
 
 KEY is the job's parameters in short (in sorted order) plus a hash of all of them; the hash alone
 identifies a job, so files whose slug an older runner wrote in another order are still found.
@@ -21,10 +22,13 @@ come out either way: the driver writes them as results arrive.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -37,6 +41,7 @@ from tqdm.auto import tqdm
 from .files import writable_dir, write_json_atomic
 
 
+LOCK_NAME = "running.lock"
 RECORD_FIELDS = ("params", "result", "seconds", "device")  # what every job file has
 
 
@@ -173,6 +178,57 @@ class Folder:
     def workdir(self, params: dict) -> Path:
         return self.jobs_dir / self.key(params)
 
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold ``running.lock`` while one command works on this folder; a second is refused with
+        the holder's pid, host and start time.
+
+        ``fcntl.flock`` rather than a file made with ``O_EXCL``: the kernel drops the lock when its
+        holder ends, however it ends (kill -9, out of memory), so a killed run never leaves a lock
+        that blocks; no pid has to be checked (pids are reused, and are meaningless on another host).
+        The file's text (who holds it) is only for the messages; one left by a killed run is taken over.
+        """
+        try:
+            writable_dir(self.root)
+        except ValueError as err:
+            raise RunnerError(str(err)) from None
+        path = self.root / LOCK_NAME
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _holder(os.pread(fd, 4096, 0))
+                os.close(fd)
+                raise RunnerError(f"{self.root} is in use by {holder}; wait for it to finish or stop it, "
+                                  "or choose another --out") from None
+            try:  # the previous holder may have removed the file between our open and our lock
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        left = os.pread(fd, 4096, 0)
+        if left.strip():
+            print(f"{path}: taking over the lock left by {_holder(left)}, which no longer runs", file=sys.stderr)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # before closing: whoever locks the file next sees it is gone
+            os.close(fd)
+
+
+def _holder(text: bytes) -> str:
+    """Who a lock file names, in words."""
+    try:
+        h = json.loads(text)
+        return f"pid {h['pid']} on host {h['host']} (started {h['started']})"
+    except (ValueError, KeyError, TypeError):
+        return "another process"
+
 
 # --------------------------------------------------------------------------- engines
 def _run_local(exp: Experiment, folder: Folder, todo: list[dict], progress: bool) -> None:
@@ -285,30 +341,31 @@ def reproduce(name: str, out, engine: str = "local", address: str | None = None,
     if engine not in ("local", "ray"):
         raise RunnerError(f"unknown engine {engine!r}; choose local or ray")
     folder = Folder(out, exp, quick)
-    folder.check_protocol()
-    jobs = exp.jobs(quick)
-    todo = [p for p in jobs if folder.finished(p) is None]
-    t0 = time.perf_counter()
-    if todo and not merge_only:
-        if progress:
-            print(f"{name}: {len(jobs)} jobs, {len(jobs) - len(todo)} finished, {len(todo)} to run "
-                  f"on the {engine} engine", file=sys.stderr)
-        if engine == "local":
-            _run_local(exp, folder, todo, progress)
-        else:
-            _run_ray(exp, folder, todo, progress, address, num_cpus)
-    records = [folder.finished(p) for p in jobs]
-    finished = [(r["params"], r["result"]) for r in records if r is not None]
-    merged = exp.merge(finished, folder.root, quick)
-    job_seconds = sum(r["seconds"] for r in records if r is not None)
-    merged["provenance"] = {
-        "command": command or f"python -m proxylab reproduce {name} --out {out}",
-        "protocol": exp.protocol(quick), "proxylab": __version__, "git_commit": git_commit(),
-        "devices": sorted({r["device"] for r in records if r is not None}),
-        "jobs": len(jobs), "jobs_finished": len(finished),
-        "job_seconds_total": round(job_seconds, 1), "wall_seconds_this_call": round(time.perf_counter() - t0, 1)}
-    write_json_atomic(merged, folder.root / f"{name}.json")
-    return merged
+    with folder.lock():  # one command per folder at a time
+        folder.check_protocol()
+        jobs = exp.jobs(quick)
+        todo = [p for p in jobs if folder.finished(p) is None]
+        t0 = time.perf_counter()
+        if todo and not merge_only:
+            if progress:
+                print(f"{name}: {len(jobs)} jobs, {len(jobs) - len(todo)} finished, {len(todo)} to run "
+                      f"on the {engine} engine", file=sys.stderr)
+            if engine == "local":
+                _run_local(exp, folder, todo, progress)
+            else:
+                _run_ray(exp, folder, todo, progress, address, num_cpus)
+        records = [folder.finished(p) for p in jobs]
+        finished = [(r["params"], r["result"]) for r in records if r is not None]
+        merged = exp.merge(finished, folder.root, quick)
+        job_seconds = sum(r["seconds"] for r in records if r is not None)
+        merged["provenance"] = {
+            "command": command or f"python -m proxylab reproduce {name} --out {out}",
+            "protocol": exp.protocol(quick), "proxylab": __version__, "git_commit": git_commit(),
+            "devices": sorted({r["device"] for r in records if r is not None}),
+            "jobs": len(jobs), "jobs_finished": len(finished),
+            "job_seconds_total": round(job_seconds, 1), "wall_seconds_this_call": round(time.perf_counter() - t0, 1)}
+        write_json_atomic(merged, folder.root / f"{name}.json")
+        return merged
 
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"

@@ -1,8 +1,10 @@
 """The experiment runner: job files, resume after a kill, protocol checks, the Ray engine."""
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -134,6 +136,40 @@ def test_a_job_file_without_a_field_is_one_line(straight, tmp_path, capsys, monk
     assert cli(["reproduce", "figure4", "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert f"{victim.name} is corrupt" in err and len(err.strip().splitlines()) == 1
+
+
+HOLD_LOCK = ("import sys, time; from proxylab import experiments; from proxylab.runner import Folder\n"
+             "with Folder(sys.argv[1], experiments.get('figure4'), True).lock():\n"
+             "    print('held', flush=True); time.sleep(300)")
+
+
+def test_a_folder_in_use_is_refused_in_one_line_and_a_killed_holder_does_not_block(straight, tmp_path, capsys,
+                                                                                   monkeypatch):
+    """While another process holds the folder, a second command stops at once, naming it; after that
+    process is killed (kill -9: no clean-up), its lock file is taken over and the command runs."""
+    out = copy_of(straight, tmp_path)
+    merged_file = out / "figure4" / "figure4.json"
+    stamp = merged_file.stat().st_mtime_ns
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], cwd=ROOT, env=QUICK_ENV,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        in_use = rf"figure4 is in use by pid {holder.pid} on host {re.escape(socket.gethostname())} \(started 20"
+        with pytest.raises(RunnerError, match=in_use):
+            reproduce("figure4", out, quick=True, progress=False)
+        monkeypatch.setenv("PROXYLAB_QUICK", "1")
+        assert cli(["reproduce", "figure4", "--out", str(out), "--quiet", "--merge-only"]) == 2
+        err = capsys.readouterr().err
+        assert re.search(in_use, err) and len(err.strip().splitlines()) == 1
+        assert merged_file.stat().st_mtime_ns == stamp  # nothing was written
+    finally:
+        holder.kill()  # SIGKILL
+        holder.wait()
+    lock = out / "figure4" / "running.lock"
+    assert json.loads(lock.read_text())["pid"] == holder.pid  # left behind by the killed holder
+    assert values(reproduce("figure4", out, quick=True, progress=False)) == values(straight[1])
+    assert f"taking over the lock left by pid {holder.pid}" in capsys.readouterr().err
+    assert not lock.exists() and merged_file.stat().st_mtime_ns != stamp
 
 
 @pytest.mark.parametrize("args, message", [
