@@ -45,10 +45,6 @@ LOCK_NAME = "running.lock"
 RECORD_FIELDS = ("params", "result", "seconds", "device")  # what every job file has
 
 
-KILL_ONCE_ENV = "PROXYLAB_KILL_WORKER_ONCE"  # a path: the first Ray job to see it missing creates it and dies
-FAIL_ENV = "PROXYLAB_FAIL_JOB"  # a piece of a job key: that Ray job raises (tests)
-
-
 class RunnerError(ValueError):
     """Bad input or state for the runner; the message says what to do."""
 
@@ -239,19 +235,11 @@ def _run_local(exp: Experiment, folder: Folder, todo: list[dict], progress: bool
         folder.save(params, result, time.perf_counter() - t0, device_name())
 
 
-def _ray_job(name: str, params: dict, workdir: str, quick: bool):
-    """What a Ray worker runs: one job of the named experiment (quick mode as the driver's)."""
+def _ray_job(run: Callable[[dict, Path], dict], params: dict, workdir: str, quick: bool):
+    """What a Ray worker runs: one job (quick mode as the driver's)."""
     os.environ["PROXYLAB_QUICK"] = "1" if quick else "0"
-    marker = os.environ.get(KILL_ONCE_ENV)  # fault injection for the tests: die once, mid-grid
-    if marker and not Path(marker).exists():
-        Path(marker).write_text(json.dumps(params))
-        os._exit(1)
-    if os.environ.get(FAIL_ENV) and os.environ[FAIL_ENV] in job_key(params):  # a job that raises
-        raise RuntimeError(f"injected failure in {job_key(params)}")
-    from .experiments import get
-
     t0 = time.perf_counter()
-    result = get(name).run(params, Path(workdir))
+    result = run(params, Path(workdir))
     return result, time.perf_counter() - t0, device_name()
 
 
@@ -292,7 +280,7 @@ def _run_ray(exp: Experiment, folder: Folder, todo: list[dict], progress: bool, 
                               "or use --engine local") from None
     gpus = 1 if torch.cuda.is_available() else 0
     remote = ray.remote(num_gpus=gpus, max_retries=retries, retry_exceptions=False)(_ray_job)
-    pending = {remote.remote(exp.name, p, str(folder.workdir(p)), folder.quick): p for p in todo}
+    pending = {remote.remote(exp.run, p, str(folder.workdir(p)), folder.quick): p for p in todo}
     bar = tqdm(total=len(pending), desc=f"{exp.name} (ray)", disable=not progress)
     failed: list[tuple[dict, str]] = []
     while pending:

@@ -1,4 +1,5 @@
-"""The experiment runner: job files, resume after a kill, protocol checks, the Ray engine."""
+"""The experiment runner: job files, resume after a kill, protocol checks, the folder lock, the Ray
+engine (its faults are injected by tests/runner_faults.py)."""
 import json
 import os
 import re
@@ -19,6 +20,9 @@ from proxylab.runner import Folder, RunnerError, job_key, reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_ENV = dict(os.environ, PROXYLAB_QUICK="1", OMP_NUM_THREADS="1")
+# Ray workers import runner_faults (and this checkout's proxylab) from here
+FAULTS_ENV = dict(QUICK_ENV, RAY_USAGE_STATS_ENABLED="0",
+                  PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]))
 
 
 def values(merged):
@@ -202,18 +206,19 @@ def test_ray_engine_survives_a_killed_worker_and_matches_the_local_engine(straig
     grid's job files and merged result equal the local engine's."""
     pytest.importorskip("ray")
     marker = tmp_path / "killed-once"
-    script = (f"from proxylab.runner import reproduce; import json; "
+    script = (f"import json, runner_faults; from proxylab.runner import reproduce; "
+              f"runner_faults.inject('figure4', runner_faults.die_once, {str(marker)!r}); "
               f"m = reproduce('figure4', {str(tmp_path / 'ray')!r}, engine='ray', quick=True, progress=False, num_cpus=2); "
               f"print(json.dumps({{k: v for k, v in m.items() if k != 'provenance'}}))")
-    env = dict(QUICK_ENV, PROXYLAB_KILL_WORKER_ONCE=str(marker), RAY_USAGE_STATS_ENABLED="0")
-    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=FAULTS_ENV, capture_output=True, text=True,
+                         timeout=400)
     assert res.returncode == 0, res.stderr[-3000:]
     assert marker.exists(), "no worker was killed"
     merged = json.loads(res.stdout.strip().splitlines()[-1])
     assert merged == json.loads(json.dumps(values(straight[1])))
     local = {p.name: json.loads(p.read_text())["result"] for p in (straight[0] / "figure4" / "jobs").glob("*.json")}
-    remote = {p.name: json.loads(p.read_text())["result"] for p in (tmp_path / "ray" / "figure4" / "jobs").glob("*.json")}
-    assert local == remote
+    records = [json.loads(p.read_text()) for p in (tmp_path / "ray" / "figure4" / "jobs").glob("*.json")]
+    assert local == {f"{r['key']}.json": r["result"] for r in records}
 
 
 def test_a_job_that_fails_on_ray_is_one_line_and_the_others_are_kept(straight, tmp_path):
@@ -223,18 +228,19 @@ def test_a_job_that_fails_on_ray_is_one_line_and_the_others_are_kept(straight, t
     jobs = experiments.get("figure4").jobs(True)
     bad = job_key(jobs[3])
     out = tmp_path / "ray"
-    cmd = [sys.executable, "-m", "proxylab", "reproduce", "figure4", "--out", str(out), "--engine", "ray",
-           "--num-cpus", "2", "--quiet"]
-    env = dict(QUICK_ENV, RAY_USAGE_STATS_ENABLED="0")
-    res = subprocess.run(cmd, cwd=ROOT, env=dict(env, PROXYLAB_FAIL_JOB=bad[-10:]), capture_output=True,
-                         text=True, timeout=400)
+    args = ["reproduce", "figure4", "--out", str(out), "--engine", "ray", "--num-cpus", "2", "--quiet"]
+    script = (f"import sys, runner_faults; from proxylab.cli import main; "
+              f"runner_faults.inject('figure4', runner_faults.fail, {bad!r}); sys.exit(main({args!r}))")
+    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=FAULTS_ENV, capture_output=True, text=True,
+                         timeout=400)
     assert res.returncode == 2, res.stderr[-3000:]
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "1 of 10 jobs failed" in lines[0] and bad in lines[0], res.stderr[-3000:]
     assert "injected failure" in lines[0] and "rerun the same command" in lines[0]
     saved = {p.stem for p in (out / "figure4" / "jobs").glob("*.json")}
     assert len(saved) == 9 and bad not in saved
-    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    res = subprocess.run([sys.executable, "-m", "proxylab", *args], cwd=ROOT, env=FAULTS_ENV, capture_output=True,
+                         text=True, timeout=400)
     assert res.returncode == 0, res.stderr[-3000:]
     merged = json.loads((out / "figure4" / "figure4.json").read_text())
     assert values(merged) == json.loads(json.dumps(values(straight[1])))
