@@ -11,8 +11,9 @@ a function that runs one job, and a merge that turns the finished jobs into the 
     OUT/NAME/NAME.json, *.png  the merged result, with its provenance
     OUT/NAME/running.lock      held while a command works on the folder: a second one is refused
 
-KEY is the job's parameters in short (in sorted order) plus a hash of all of them; the hash alone
-identifies a job, so files whose slug an older runner wrote in another order are still found.
+A job file records the commit that computed it; the merge lists those commits. KEY is the job's
+parameters in short (in sorted order) plus a hash of all of them; the hash alone identifies a job,
+so files whose slug an older runner wrote in another order are still found.
 
 A rerun skips finished jobs and continues interrupted ones (a training job resumes from its
 checkpoint), so a killed run loses at most the job in flight. Engines: ``local`` runs the jobs in
@@ -32,6 +33,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -42,7 +44,7 @@ from .files import writable_dir, write_json_atomic
 
 
 LOCK_NAME = "running.lock"
-RECORD_FIELDS = ("params", "result", "seconds", "device")  # what every job file has
+RECORD_FIELDS = ("params", "result", "seconds", "device")  # what every job file has; "commit" is newer (absent: "unknown")
 
 
 class RunnerError(ValueError):
@@ -83,17 +85,28 @@ def job_key(params: dict) -> str:
     return f"{slug}-{job_hash(params)}"
 
 
-@functools.lru_cache(maxsize=None)
-def git_commit() -> str | None:
-    """The commit of the checkout proxylab runs from, if it is one (provenance)."""
+def _commit_of(root: Path) -> str | None:
+    """HEAD of the git checkout at ``root``; when ``root/proxylab`` differs from it (changed or new
+    files), ``-dirty-`` and a hash of those changes, so two uncommitted states never look alike."""
     try:
-        root = Path(__file__).resolve().parents[1]
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "proxylab"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else None
+        git = functools.partial(subprocess.run, cwd=root, capture_output=True, text=True, timeout=10)
+        head = git(["git", "rev-parse", "HEAD"])
+        if head.returncode != 0:
+            return None
+        diff = git(["git", "diff", "HEAD", "--", "proxylab"]).stdout
+        new = git(["git", "ls-files", "--others", "--exclude-standard", "-z", "--", "proxylab"]).stdout.split("\0")
+        h = hashlib.sha1(diff.encode())
+        for name in filter(None, new):
+            h.update(name.encode() + (root / name).read_bytes())
+        return head.stdout.strip() + (f"-dirty-{h.hexdigest()[:10]}" if diff or any(new) else "")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+@functools.lru_cache(maxsize=None)
+def git_commit() -> str | None:
+    """The commit of the checkout proxylab runs from, if it is one (provenance; see :func:`_commit_of`)."""
+    return _commit_of(Path(__file__).resolve().parents[1])
 
 
 @functools.lru_cache(maxsize=None)
@@ -167,9 +180,11 @@ class Folder:
             raise RunnerError(f"the job file {path} is corrupt; delete it and rerun to redo that job "
                               "(the other finished jobs are kept)") from None
 
-    def save(self, params: dict, result: dict, seconds: float, device: str) -> None:
+    def save(self, params: dict, result: dict, seconds: float, device: str, commit: str | None = None) -> None:
+        """Write a finished job's file; ``commit``: the code that computed it (default: :func:`git_commit`)."""
         write_json_atomic({"experiment": self.exp.name, "key": self.key(params), "params": params,
-                           "result": result, "seconds": round(seconds, 3), "device": device}, self.path(params))
+                           "result": result, "seconds": round(seconds, 3), "device": device,
+                           "commit": commit or git_commit()}, self.path(params))
 
     def workdir(self, params: dict) -> Path:
         return self.jobs_dir / self.key(params)
@@ -236,11 +251,12 @@ def _run_local(exp: Experiment, folder: Folder, todo: list[dict], progress: bool
 
 
 def _ray_job(run: Callable[[dict, Path], dict], params: dict, workdir: str, quick: bool):
-    """What a Ray worker runs: one job (quick mode as the driver's)."""
+    """What a Ray worker runs: one job (quick mode as the driver's); also says where and on which
+    commit it ran (a cluster's nodes may hold other checkouts than the driver's)."""
     os.environ["PROXYLAB_QUICK"] = "1" if quick else "0"
     t0 = time.perf_counter()
     result = run(params, Path(workdir))
-    return result, time.perf_counter() - t0, device_name()
+    return result, time.perf_counter() - t0, device_name(), git_commit()
 
 
 def _check_reachable(address: str, timeout: float = 3.0) -> None:
@@ -287,12 +303,12 @@ def _run_ray(exp: Experiment, folder: Folder, todo: list[dict], progress: bool, 
         done, _ = ray.wait(list(pending), num_returns=1)
         params = pending.pop(done[0])
         try:
-            result, seconds, device = ray.get(done[0])
+            result, seconds, device, commit = ray.get(done[0])
         except ray.exceptions.RayTaskError as err:  # the job raised: keep collecting the others
             cause = getattr(err, "cause", None) or err
             failed.append((params, f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1][:300] if str(cause).strip() else ''}"))
         else:
-            folder.save(params, result, seconds, device)
+            folder.save(params, result, seconds, device, commit or "unknown")  # not the driver's
         bar.update()
     bar.close()
     if failed:
@@ -349,6 +365,7 @@ def reproduce(name: str, out, engine: str = "local", address: str | None = None,
         merged["provenance"] = {
             "command": command or f"python -m proxylab reproduce {name} --out {out}",
             "protocol": exp.protocol(quick), "proxylab": __version__, "git_commit": git_commit(),
+            "job_commits": dict(Counter(r.get("commit") or "unknown" for r in records if r is not None).most_common()),
             "devices": sorted({r["device"] for r in records if r is not None}),
             "jobs": len(jobs), "jobs_finished": len(finished),
             "job_seconds_total": round(job_seconds, 1), "wall_seconds_this_call": round(time.perf_counter() - t0, 1)}

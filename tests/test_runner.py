@@ -1,5 +1,5 @@
-"""The experiment runner: job files, resume after a kill, protocol checks, the folder lock, the Ray
-engine (its faults are injected by tests/runner_faults.py)."""
+"""The experiment runner: job files, resume after a kill, protocol checks, the folder lock,
+provenance, the Ray engine (its faults are injected by tests/runner_faults.py)."""
 import json
 import os
 import re
@@ -16,7 +16,7 @@ import torch
 
 from proxylab import experiments
 from proxylab.cli import main as cli
-from proxylab.runner import Folder, RunnerError, job_key, reproduce
+from proxylab.runner import Folder, RunnerError, _commit_of, git_commit, job_key, reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_ENV = dict(os.environ, PROXYLAB_QUICK="1", OMP_NUM_THREADS="1")
@@ -176,6 +176,56 @@ def test_a_folder_in_use_is_refused_in_one_line_and_a_killed_holder_does_not_blo
     assert not lock.exists() and merged_file.stat().st_mtime_ns != stamp
 
 
+def test_job_files_record_their_commit_and_the_merge_counts_them(straight, tmp_path):
+    """Each job file names the code that computed it; the merge lists those commits (an older job
+    file without one counts as unknown) beside the commit at merge time."""
+    assert git_commit(), "the tests run from a git checkout"
+    out = copy_of(straight, tmp_path)
+    files = sorted((out / "figure4" / "jobs").glob("*.json"))
+    assert {json.loads(f.read_text())["commit"] for f in files} == {git_commit()}
+    for f, commit in zip(files[:3], [None, None, "0123abcdef"]):
+        record = json.loads(f.read_text())
+        record.pop("commit") if commit is None else record.update(commit=commit)
+        f.write_text(json.dumps(record))
+    prov = reproduce("figure4", out, quick=True, progress=False, merge_only=True)["provenance"]
+    assert prov["job_commits"] == {git_commit(): 7, "unknown": 2, "0123abcdef": 1}
+    assert prov["git_commit"] == git_commit()
+
+
+def test_a_dirty_checkout_is_named_by_a_hash_of_its_package_diff(tmp_path):
+    repo, plain = tmp_path / "repo", tmp_path / "plain"
+    repo.mkdir()
+    plain.mkdir()
+
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
+                              check=True, capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    (repo / "proxylab").mkdir()
+    (repo / "proxylab" / "a.py").write_text("x = 1\n")
+    (repo / "README.md").write_text("notes\n")
+    git("add", ".")
+    git("commit", "-qm", "first")
+    head = git("rev-parse", "HEAD")
+    assert _commit_of(repo) == head
+    (repo / "README.md").write_text("other notes\n")  # outside the package: still clean
+    assert _commit_of(repo) == head
+    (repo / "proxylab" / "new.py").write_text("y = 1\n")  # a new module, not yet added, is code too
+    new_one = _commit_of(repo)
+    (repo / "proxylab" / "new.py").write_text("y = 2\n")
+    assert new_one.startswith(f"{head}-dirty-") and _commit_of(repo) != new_one
+    (repo / "proxylab" / "new.py").unlink()
+    (repo / "proxylab" / "a.py").write_text("x = 2\n")
+    one = _commit_of(repo)
+    (repo / "proxylab" / "a.py").write_text("x = 3\n")
+    two = _commit_of(repo)
+    assert re.fullmatch(f"{head}-dirty-[0-9a-f]{{10}}", one) and one != two
+    git("add", "proxylab/a.py")  # a staged change is the same code
+    assert _commit_of(repo) == two
+    assert _commit_of(plain) is None  # not a git checkout
+
+
 @pytest.mark.parametrize("args, message", [
     (["reproduce", "figur2"], "did you mean figure2"),
     (["reproduce"], "name an experiment"),
@@ -219,6 +269,7 @@ def test_ray_engine_survives_a_killed_worker_and_matches_the_local_engine(straig
     local = {p.name: json.loads(p.read_text())["result"] for p in (straight[0] / "figure4" / "jobs").glob("*.json")}
     records = [json.loads(p.read_text()) for p in (tmp_path / "ray" / "figure4" / "jobs").glob("*.json")]
     assert local == {f"{r['key']}.json": r["result"] for r in records}
+    assert {r["commit"] for r in records} == {git_commit()}  # as the worker saw its checkout
 
 
 def test_a_job_that_fails_on_ray_is_one_line_and_the_others_are_kept(straight, tmp_path):
