@@ -9,6 +9,11 @@ a function that runs one job, and a merge that turns the finished jobs into the 
     OUT/NAME/jobs/KEY/         a job's own files: images it made, its resumable state (a training
                                checkpoint, never committed)
     OUT/NAME/NAME.json, *.png  the merged result, with its provenance
+    OUT/NAME/running.lock      held while a command works on the folder: a second one is refused
+
+A job file records the commit that computed it; the merge lists those commits. KEY is the job's
+parameters in short (in sorted order) plus a hash of all of them; the hash alone identifies a job,
+so files whose slug an older runner wrote in another order are still found.
 
 A rerun skips finished jobs and continues interrupted ones (a training job resumes from its
 checkpoint), so a killed run loses at most the job in flight. Engines: ``local`` runs the jobs in
@@ -18,13 +23,17 @@ come out either way: the driver writes them as results arrive.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -34,8 +43,8 @@ from tqdm.auto import tqdm
 from .files import writable_dir, write_json_atomic
 
 
-KILL_ONCE_ENV = "PROXYLAB_KILL_WORKER_ONCE"  # a path: the first Ray job to see it missing creates it and dies
-FAIL_ENV = "PROXYLAB_FAIL_JOB"  # a piece of a job key: that Ray job raises (tests)
+LOCK_NAME = "running.lock"
+RECORD_FIELDS = ("params", "result", "seconds", "device")  # what every job file has; "commit" is newer (absent: "unknown")
 
 
 class RunnerError(ValueError):
@@ -62,25 +71,42 @@ class Experiment:
     seconds_per_job: Callable[[bool], float]
 
 
+def job_hash(params: dict) -> str:
+    """What identifies a job: a hash of all its parameters, whatever order they were written in."""
+    return hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
+
+
 def job_key(params: dict) -> str:
-    """A file name for a job: its parameters in short, readable form, plus a hash of all of them."""
-    text = json.dumps(params, sort_keys=True)
-    slug = "_".join(str(v) for v in params.values() if isinstance(v, (str, int, float)) and not isinstance(v, bool))
+    """A file name for a job: its parameters in short, readable form (sorted by name), plus
+    :func:`job_hash`. Both parts are independent of the order the parameters were written in."""
+    slug = "_".join(str(v) for _, v in sorted(params.items())
+                    if isinstance(v, (str, int, float)) and not isinstance(v, bool))
     slug = "".join(c if c.isalnum() or c in ".-" else "-" for c in slug)[:60].strip("-")
-    return f"{slug}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+    return f"{slug}-{job_hash(params)}"
+
+
+def _commit_of(root: Path) -> str | None:
+    """HEAD of the git checkout at ``root``; when ``root/proxylab`` differs from it (changed or new
+    files), ``-dirty-`` and a hash of those changes, so two uncommitted states never look alike."""
+    try:
+        git = functools.partial(subprocess.run, cwd=root, capture_output=True, text=True, timeout=10)
+        head = git(["git", "rev-parse", "HEAD"])
+        if head.returncode != 0:
+            return None
+        diff = git(["git", "diff", "HEAD", "--", "proxylab"]).stdout
+        new = git(["git", "ls-files", "--others", "--exclude-standard", "-z", "--", "proxylab"]).stdout.split("\0")
+        h = hashlib.sha1(diff.encode())
+        for name in filter(None, new):
+            h.update(name.encode() + (root / name).read_bytes())
+        return head.stdout.strip() + (f"-dirty-{h.hexdigest()[:10]}" if diff or any(new) else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 @functools.lru_cache(maxsize=None)
 def git_commit() -> str | None:
-    """The commit of the checkout proxylab runs from, if it is one (provenance)."""
-    try:
-        root = Path(__file__).resolve().parents[1]
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "proxylab"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
+    """The commit of the checkout proxylab runs from, if it is one (provenance; see :func:`_commit_of`)."""
+    return _commit_of(Path(__file__).resolve().parents[1])
 
 
 @functools.lru_cache(maxsize=None)
@@ -102,6 +128,7 @@ class Folder:
         self.exp, self.quick = experiment, quick
         self.root = Path(out) / experiment.name
         self.jobs_dir = self.root / "jobs"
+        self._found: dict[str, str] | None = None  # job hash -> key of the job files and folders already here
 
     def check_protocol(self) -> None:
         """Refuse a folder that holds results of another protocol; record ours in a new one."""
@@ -124,8 +151,20 @@ class Folder:
             raise RunnerError(str(err)) from None
         write_json_atomic(ours, path)
 
+    def key(self, params: dict) -> str:
+        """The job's key in this folder: :func:`job_key`, or the name of a job file or folder already
+        here with the job's hash (older runners wrote the slug in the order the parameters were written)."""
+        new = job_key(params)
+        if (self.jobs_dir / f"{new}.json").exists() or (self.jobs_dir / new).exists():
+            return new
+        if self._found is None:  # listed once: a grid of 700 jobs would otherwise list it 700 times
+            names = sorted(os.listdir(self.jobs_dir)) if self.jobs_dir.is_dir() else []
+            self._found = {n.removesuffix(".json").rpartition("-")[2]: n.removesuffix(".json")
+                           for n in names if not n.startswith(".")}
+        return self._found.get(job_hash(params), new)
+
     def path(self, params: dict) -> Path:
-        return self.jobs_dir / f"{job_key(params)}.json"
+        return self.jobs_dir / f"{self.key(params)}.json"
 
     def finished(self, params: dict) -> dict | None:
         path = self.path(params)
@@ -133,19 +172,73 @@ class Folder:
             return None
         try:
             record = json.loads(path.read_text())
-            if record["params"] != params:
-                raise KeyError("params")
+            missing = [f for f in RECORD_FIELDS if f not in record]
+            if missing or record["params"] != params or not isinstance(record["seconds"], (int, float)):
+                raise KeyError(missing)
             return record
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
             raise RunnerError(f"the job file {path} is corrupt; delete it and rerun to redo that job "
                               "(the other finished jobs are kept)") from None
 
-    def save(self, params: dict, result: dict, seconds: float, device: str) -> None:
-        write_json_atomic({"experiment": self.exp.name, "key": job_key(params), "params": params,
-                           "result": result, "seconds": round(seconds, 3), "device": device}, self.path(params))
+    def save(self, params: dict, result: dict, seconds: float, device: str, commit: str | None = None) -> None:
+        """Write a finished job's file; ``commit``: the code that computed it (default: :func:`git_commit`)."""
+        write_json_atomic({"experiment": self.exp.name, "key": self.key(params), "params": params,
+                           "result": result, "seconds": round(seconds, 3), "device": device,
+                           "commit": commit or git_commit()}, self.path(params))
 
     def workdir(self, params: dict) -> Path:
-        return self.jobs_dir / job_key(params)
+        return self.jobs_dir / self.key(params)
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold ``running.lock`` while one command works on this folder; a second is refused with
+        the holder's pid, host and start time.
+
+        ``fcntl.flock`` rather than a file made with ``O_EXCL``: the kernel drops the lock when its
+        holder ends, however it ends (kill -9, out of memory), so a killed run never leaves a lock
+        that blocks; no pid has to be checked (pids are reused, and are meaningless on another host).
+        The file's text (who holds it) is only for the messages; one left by a killed run is taken over.
+        """
+        try:
+            writable_dir(self.root)
+        except ValueError as err:
+            raise RunnerError(str(err)) from None
+        path = self.root / LOCK_NAME
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _holder(os.pread(fd, 4096, 0))
+                os.close(fd)
+                raise RunnerError(f"{self.root} is in use by {holder}; wait for it to finish or stop it, "
+                                  "or choose another --out") from None
+            try:  # the previous holder may have removed the file between our open and our lock
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        left = os.pread(fd, 4096, 0)
+        if left.strip():
+            print(f"{path}: taking over the lock left by {_holder(left)}, which no longer runs", file=sys.stderr)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # before closing: whoever locks the file next sees it is gone
+            os.close(fd)
+
+
+def _holder(text: bytes) -> str:
+    """Who a lock file names, in words."""
+    try:
+        h = json.loads(text)
+        return f"pid {h['pid']} on host {h['host']} (started {h['started']})"
+    except (ValueError, KeyError, TypeError):
+        return "another process"
 
 
 # --------------------------------------------------------------------------- engines
@@ -157,20 +250,13 @@ def _run_local(exp: Experiment, folder: Folder, todo: list[dict], progress: bool
         folder.save(params, result, time.perf_counter() - t0, device_name())
 
 
-def _ray_job(name: str, params: dict, workdir: str, quick: bool):
-    """What a Ray worker runs: one job of the named experiment (quick mode as the driver's)."""
+def _ray_job(run: Callable[[dict, Path], dict], params: dict, workdir: str, quick: bool):
+    """What a Ray worker runs: one job (quick mode as the driver's); also says where and on which
+    commit it ran (a cluster's nodes may hold other checkouts than the driver's)."""
     os.environ["PROXYLAB_QUICK"] = "1" if quick else "0"
-    marker = os.environ.get(KILL_ONCE_ENV)  # fault injection for the tests: die once, mid-grid
-    if marker and not Path(marker).exists():
-        Path(marker).write_text(json.dumps(params))
-        os._exit(1)
-    if os.environ.get(FAIL_ENV) and os.environ[FAIL_ENV] in job_key(params):  # a job that raises
-        raise RuntimeError(f"injected failure in {job_key(params)}")
-    from .experiments import get
-
     t0 = time.perf_counter()
-    result = get(name).run(params, Path(workdir))
-    return result, time.perf_counter() - t0, device_name()
+    result = run(params, Path(workdir))
+    return result, time.perf_counter() - t0, device_name(), git_commit()
 
 
 def _check_reachable(address: str, timeout: float = 3.0) -> None:
@@ -210,24 +296,24 @@ def _run_ray(exp: Experiment, folder: Folder, todo: list[dict], progress: bool, 
                               "or use --engine local") from None
     gpus = 1 if torch.cuda.is_available() else 0
     remote = ray.remote(num_gpus=gpus, max_retries=retries, retry_exceptions=False)(_ray_job)
-    pending = {remote.remote(exp.name, p, str(folder.workdir(p)), folder.quick): p for p in todo}
+    pending = {remote.remote(exp.run, p, str(folder.workdir(p)), folder.quick): p for p in todo}
     bar = tqdm(total=len(pending), desc=f"{exp.name} (ray)", disable=not progress)
     failed: list[tuple[dict, str]] = []
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         params = pending.pop(done[0])
         try:
-            result, seconds, device = ray.get(done[0])
+            result, seconds, device, commit = ray.get(done[0])
         except ray.exceptions.RayTaskError as err:  # the job raised: keep collecting the others
             cause = getattr(err, "cause", None) or err
             failed.append((params, f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1][:300] if str(cause).strip() else ''}"))
         else:
-            folder.save(params, result, seconds, device)
+            folder.save(params, result, seconds, device, commit or "unknown")  # not the driver's
         bar.update()
     bar.close()
     if failed:
         first, why = failed[0]
-        raise RunnerError(f"{len(failed)} of {len(todo)} jobs failed on Ray workers (first: {job_key(first)}: {why}); "
+        raise RunnerError(f"{len(failed)} of {len(todo)} jobs failed on Ray workers (first: {folder.key(first)}: {why}); "
                           f"the {len(todo) - len(failed)} others are saved under {folder.jobs_dir}; fix the cause "
                           "and rerun the same command to run only the failed jobs")
 
@@ -259,30 +345,32 @@ def reproduce(name: str, out, engine: str = "local", address: str | None = None,
     if engine not in ("local", "ray"):
         raise RunnerError(f"unknown engine {engine!r}; choose local or ray")
     folder = Folder(out, exp, quick)
-    folder.check_protocol()
-    jobs = exp.jobs(quick)
-    todo = [p for p in jobs if folder.finished(p) is None]
-    t0 = time.perf_counter()
-    if todo and not merge_only:
-        if progress:
-            print(f"{name}: {len(jobs)} jobs, {len(jobs) - len(todo)} finished, {len(todo)} to run "
-                  f"on the {engine} engine", file=sys.stderr)
-        if engine == "local":
-            _run_local(exp, folder, todo, progress)
-        else:
-            _run_ray(exp, folder, todo, progress, address, num_cpus)
-    records = [folder.finished(p) for p in jobs]
-    finished = [(r["params"], r["result"]) for r in records if r is not None]
-    merged = exp.merge(finished, folder.root, quick)
-    job_seconds = sum(r["seconds"] for r in records if r is not None)
-    merged["provenance"] = {
-        "command": command or f"python -m proxylab reproduce {name} --out {out}",
-        "protocol": exp.protocol(quick), "proxylab": __version__, "git_commit": git_commit(),
-        "devices": sorted({r["device"] for r in records if r is not None}),
-        "jobs": len(jobs), "jobs_finished": len(finished),
-        "job_seconds_total": round(job_seconds, 1), "wall_seconds_this_call": round(time.perf_counter() - t0, 1)}
-    write_json_atomic(merged, folder.root / f"{name}.json")
-    return merged
+    with folder.lock():  # one command per folder at a time
+        folder.check_protocol()
+        jobs = exp.jobs(quick)
+        todo = [p for p in jobs if folder.finished(p) is None]
+        t0 = time.perf_counter()
+        if todo and not merge_only:
+            if progress:
+                print(f"{name}: {len(jobs)} jobs, {len(jobs) - len(todo)} finished, {len(todo)} to run "
+                      f"on the {engine} engine", file=sys.stderr)
+            if engine == "local":
+                _run_local(exp, folder, todo, progress)
+            else:
+                _run_ray(exp, folder, todo, progress, address, num_cpus)
+        records = [folder.finished(p) for p in jobs]
+        finished = [(r["params"], r["result"]) for r in records if r is not None]
+        merged = exp.merge(finished, folder.root, quick)
+        job_seconds = sum(r["seconds"] for r in records if r is not None)
+        merged["provenance"] = {
+            "command": command or f"python -m proxylab reproduce {name} --out {out}",
+            "protocol": exp.protocol(quick), "proxylab": __version__, "git_commit": git_commit(),
+            "job_commits": dict(Counter(r.get("commit") or "unknown" for r in records if r is not None).most_common()),
+            "devices": sorted({r["device"] for r in records if r is not None}),
+            "jobs": len(jobs), "jobs_finished": len(finished),
+            "job_seconds_total": round(job_seconds, 1), "wall_seconds_this_call": round(time.perf_counter() - t0, 1)}
+        write_json_atomic(merged, folder.root / f"{name}.json")
+        return merged
 
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"

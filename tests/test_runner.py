@@ -1,7 +1,11 @@
-"""The experiment runner: job files, resume after a kill, protocol checks, the Ray engine."""
+"""The experiment runner: job files, resume after a kill, protocol checks, the folder lock,
+provenance, the Ray engine (its faults are injected by tests/runner_faults.py)."""
 import json
 import os
+import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,10 +16,13 @@ import torch
 
 from proxylab import experiments
 from proxylab.cli import main as cli
-from proxylab.runner import Folder, RunnerError, job_key, reproduce
+from proxylab.runner import Folder, RunnerError, _commit_of, git_commit, job_key, reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_ENV = dict(os.environ, PROXYLAB_QUICK="1", OMP_NUM_THREADS="1")
+# Ray workers import runner_faults (and this checkout's proxylab) from here
+FAULTS_ENV = dict(QUICK_ENV, RAY_USAGE_STATS_ENABLED="0",
+                  PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]))
 
 
 def values(merged):
@@ -29,11 +36,35 @@ def straight(tmp_path_factory):
     return out, reproduce("figure4", out, quick=True, progress=False)
 
 
-def test_job_keys_are_stable_and_distinct():
+def copy_of(straight, tmp_path, name="copy"):
+    """A copy of the finished quick figure4 folder, to break or lock without touching the original."""
+    shutil.copytree(straight[0] / "figure4", tmp_path / name / "figure4")
+    return tmp_path / name
+
+
+def test_job_keys_are_stable_distinct_and_independent_of_the_parameters_order():
     jobs = experiments.get("table5").jobs(False)
     keys = [job_key(p) for p in jobs]
     assert len(set(keys)) == len(keys) == 700
-    assert job_key(dict(jobs[0])) == keys[0] and job_key({**jobs[0], "seed": 99}) != keys[0]
+    reordered = dict(reversed(list(jobs[0].items())))
+    assert list(reordered) != list(jobs[0]) and job_key(reordered) == keys[0]
+    assert job_key({**jobs[0], "seed": 99}) != keys[0]
+
+
+def test_job_files_named_in_another_parameter_order_are_found(straight, tmp_path):
+    """Files an older runner named with its slug in the parameters' written order (the shipped
+    results) are found by their hash: nothing reruns, and a job's own folder is found too."""
+    out = copy_of(straight, tmp_path)
+    jobs_dir = out / "figure4" / "jobs"
+    jobs = experiments.get("figure4").jobs(True)
+    for p in jobs:
+        (jobs_dir / f"{job_key(p)}.json").rename(jobs_dir / f"written-in-another-order-{job_key(p)[-10:]}.json")
+    before = sorted(jobs_dir.iterdir())
+    assert values(reproduce("figure4", out, quick=True, progress=False)) == values(straight[1])
+    assert sorted(jobs_dir.iterdir()) == before  # no job was run again
+    (jobs_dir / f"written-in-another-order-{job_key(jobs[0])[-10:]}.json").unlink()  # an interrupted job ...
+    (jobs_dir / f"old-{job_key(jobs[0])[-10:]}").mkdir()  # ... with its checkpoint folder
+    assert Folder(out, experiments.get("figure4"), True).workdir(jobs[0]) == jobs_dir / f"old-{job_key(jobs[0])[-10:]}"
 
 
 def test_local_engine_writes_one_file_per_job_and_merges(straight):
@@ -95,6 +126,106 @@ def test_a_corrupt_job_file_is_named_and_nothing_else_is_lost(straight, tmp_path
     assert values(reproduce("figure4", out, quick=True, progress=False)) == values(straight[1])
 
 
+@pytest.mark.parametrize("field, value", [("result", None), ("seconds", None), ("device", None), ("seconds", "1.5")])
+def test_a_job_file_without_a_field_is_one_line(straight, tmp_path, capsys, monkeypatch, field, value):
+    """Valid JSON that lacks a field (or holds a wrong kind of value) is a corrupt job file too."""
+    out = copy_of(straight, tmp_path)
+    victim = sorted((out / "figure4" / "jobs").glob("*.json"))[2]
+    record = json.loads(victim.read_text())
+    record.pop(field) if value is None else record.update({field: value})
+    victim.write_text(json.dumps(record))
+    with pytest.raises(RunnerError, match=f"{victim.name} is corrupt; delete it and rerun"):
+        reproduce("figure4", out, quick=True, progress=False)
+    monkeypatch.setenv("PROXYLAB_QUICK", "1")
+    assert cli(["reproduce", "figure4", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{victim.name} is corrupt" in err and len(err.strip().splitlines()) == 1
+
+
+HOLD_LOCK = ("import sys, time; from proxylab import experiments; from proxylab.runner import Folder\n"
+             "with Folder(sys.argv[1], experiments.get('figure4'), True).lock():\n"
+             "    print('held', flush=True); time.sleep(300)")
+
+
+def test_a_folder_in_use_is_refused_in_one_line_and_a_killed_holder_does_not_block(straight, tmp_path, capsys,
+                                                                                   monkeypatch):
+    """While another process holds the folder, a second command stops at once, naming it; after that
+    process is killed (kill -9: no clean-up), its lock file is taken over and the command runs."""
+    out = copy_of(straight, tmp_path)
+    merged_file = out / "figure4" / "figure4.json"
+    stamp = merged_file.stat().st_mtime_ns
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], cwd=ROOT, env=QUICK_ENV,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        in_use = rf"figure4 is in use by pid {holder.pid} on host {re.escape(socket.gethostname())} \(started 20"
+        with pytest.raises(RunnerError, match=in_use):
+            reproduce("figure4", out, quick=True, progress=False)
+        monkeypatch.setenv("PROXYLAB_QUICK", "1")
+        assert cli(["reproduce", "figure4", "--out", str(out), "--quiet", "--merge-only"]) == 2
+        err = capsys.readouterr().err
+        assert re.search(in_use, err) and len(err.strip().splitlines()) == 1
+        assert merged_file.stat().st_mtime_ns == stamp  # nothing was written
+    finally:
+        holder.kill()  # SIGKILL
+        holder.wait()
+    lock = out / "figure4" / "running.lock"
+    assert json.loads(lock.read_text())["pid"] == holder.pid  # left behind by the killed holder
+    assert values(reproduce("figure4", out, quick=True, progress=False)) == values(straight[1])
+    assert f"taking over the lock left by pid {holder.pid}" in capsys.readouterr().err
+    assert not lock.exists() and merged_file.stat().st_mtime_ns != stamp
+
+
+def test_job_files_record_their_commit_and_the_merge_counts_them(straight, tmp_path):
+    """Each job file names the code that computed it; the merge lists those commits (an older job
+    file without one counts as unknown) beside the commit at merge time."""
+    assert git_commit(), "the tests run from a git checkout"
+    out = copy_of(straight, tmp_path)
+    files = sorted((out / "figure4" / "jobs").glob("*.json"))
+    assert {json.loads(f.read_text())["commit"] for f in files} == {git_commit()}
+    for f, commit in zip(files[:3], [None, None, "0123abcdef"]):
+        record = json.loads(f.read_text())
+        record.pop("commit") if commit is None else record.update(commit=commit)
+        f.write_text(json.dumps(record))
+    prov = reproduce("figure4", out, quick=True, progress=False, merge_only=True)["provenance"]
+    assert prov["job_commits"] == {git_commit(): 7, "unknown": 2, "0123abcdef": 1}
+    assert prov["git_commit"] == git_commit()
+
+
+def test_a_dirty_checkout_is_named_by_a_hash_of_its_package_diff(tmp_path):
+    repo, plain = tmp_path / "repo", tmp_path / "plain"
+    repo.mkdir()
+    plain.mkdir()
+
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
+                              check=True, capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    (repo / "proxylab").mkdir()
+    (repo / "proxylab" / "a.py").write_text("x = 1\n")
+    (repo / "README.md").write_text("notes\n")
+    git("add", ".")
+    git("commit", "-qm", "first")
+    head = git("rev-parse", "HEAD")
+    assert _commit_of(repo) == head
+    (repo / "README.md").write_text("other notes\n")  # outside the package: still clean
+    assert _commit_of(repo) == head
+    (repo / "proxylab" / "new.py").write_text("y = 1\n")  # a new module, not yet added, is code too
+    new_one = _commit_of(repo)
+    (repo / "proxylab" / "new.py").write_text("y = 2\n")
+    assert new_one.startswith(f"{head}-dirty-") and _commit_of(repo) != new_one
+    (repo / "proxylab" / "new.py").unlink()
+    (repo / "proxylab" / "a.py").write_text("x = 2\n")
+    one = _commit_of(repo)
+    (repo / "proxylab" / "a.py").write_text("x = 3\n")
+    two = _commit_of(repo)
+    assert re.fullmatch(f"{head}-dirty-[0-9a-f]{{10}}", one) and one != two
+    git("add", "proxylab/a.py")  # a staged change is the same code
+    assert _commit_of(repo) == two
+    assert _commit_of(plain) is None  # not a git checkout
+
+
 @pytest.mark.parametrize("args, message", [
     (["reproduce", "figur2"], "did you mean figure2"),
     (["reproduce"], "name an experiment"),
@@ -125,18 +256,20 @@ def test_ray_engine_survives_a_killed_worker_and_matches_the_local_engine(straig
     grid's job files and merged result equal the local engine's."""
     pytest.importorskip("ray")
     marker = tmp_path / "killed-once"
-    script = (f"from proxylab.runner import reproduce; import json; "
+    script = (f"import json, runner_faults; from proxylab.runner import reproduce; "
+              f"runner_faults.inject('figure4', runner_faults.die_once, {str(marker)!r}); "
               f"m = reproduce('figure4', {str(tmp_path / 'ray')!r}, engine='ray', quick=True, progress=False, num_cpus=2); "
               f"print(json.dumps({{k: v for k, v in m.items() if k != 'provenance'}}))")
-    env = dict(QUICK_ENV, PROXYLAB_KILL_WORKER_ONCE=str(marker), RAY_USAGE_STATS_ENABLED="0")
-    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=FAULTS_ENV, capture_output=True, text=True,
+                         timeout=400)
     assert res.returncode == 0, res.stderr[-3000:]
     assert marker.exists(), "no worker was killed"
     merged = json.loads(res.stdout.strip().splitlines()[-1])
     assert merged == json.loads(json.dumps(values(straight[1])))
     local = {p.name: json.loads(p.read_text())["result"] for p in (straight[0] / "figure4" / "jobs").glob("*.json")}
-    remote = {p.name: json.loads(p.read_text())["result"] for p in (tmp_path / "ray" / "figure4" / "jobs").glob("*.json")}
-    assert local == remote
+    records = [json.loads(p.read_text()) for p in (tmp_path / "ray" / "figure4" / "jobs").glob("*.json")]
+    assert local == {f"{r['key']}.json": r["result"] for r in records}
+    assert {r["commit"] for r in records} == {git_commit()}  # as the worker saw its checkout
 
 
 def test_a_job_that_fails_on_ray_is_one_line_and_the_others_are_kept(straight, tmp_path):
@@ -146,18 +279,19 @@ def test_a_job_that_fails_on_ray_is_one_line_and_the_others_are_kept(straight, t
     jobs = experiments.get("figure4").jobs(True)
     bad = job_key(jobs[3])
     out = tmp_path / "ray"
-    cmd = [sys.executable, "-m", "proxylab", "reproduce", "figure4", "--out", str(out), "--engine", "ray",
-           "--num-cpus", "2", "--quiet"]
-    env = dict(QUICK_ENV, RAY_USAGE_STATS_ENABLED="0")
-    res = subprocess.run(cmd, cwd=ROOT, env=dict(env, PROXYLAB_FAIL_JOB=bad[-10:]), capture_output=True,
-                         text=True, timeout=400)
+    args = ["reproduce", "figure4", "--out", str(out), "--engine", "ray", "--num-cpus", "2", "--quiet"]
+    script = (f"import sys, runner_faults; from proxylab.cli import main; "
+              f"runner_faults.inject('figure4', runner_faults.fail, {bad!r}); sys.exit(main({args!r}))")
+    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=FAULTS_ENV, capture_output=True, text=True,
+                         timeout=400)
     assert res.returncode == 2, res.stderr[-3000:]
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "1 of 10 jobs failed" in lines[0] and bad in lines[0], res.stderr[-3000:]
     assert "injected failure" in lines[0] and "rerun the same command" in lines[0]
     saved = {p.stem for p in (out / "figure4" / "jobs").glob("*.json")}
     assert len(saved) == 9 and bad not in saved
-    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    res = subprocess.run([sys.executable, "-m", "proxylab", *args], cwd=ROOT, env=FAULTS_ENV, capture_output=True,
+                         text=True, timeout=400)
     assert res.returncode == 0, res.stderr[-3000:]
     merged = json.loads((out / "figure4" / "figure4.json").read_text())
     assert values(merged) == json.loads(json.dumps(values(straight[1])))
@@ -204,3 +338,27 @@ def test_table4_pairs_each_activation_with_relu_of_the_same_seed(tmp_path):
     assert "fashion-mnist/pfnet18/relu" not in merged["vs_relu"]
     assert (tmp_path / "table4.png").stat().st_size > 0
     assert "87.2±10.3 (n=3)" in merged["markdown"]  # the table itself keeps every seed: 81, 81.5, 99
+
+
+
+@pytest.mark.xfail(strict=True, raises=FileNotFoundError,
+                   reason="experiments.images_merge still names a job's folder by job_key, not by Folder.key; "
+                          "drop this mark with that fix")
+def test_an_image_merge_finds_job_folders_named_in_another_parameter_order(tmp_path):
+    """Job folders an older runner named with its slug in the parameters' written order (as in the
+    shipped figure3 and table3) are found by the merge: it reads their images and names them."""
+    from PIL import Image
+
+    folder = Folder(tmp_path, experiments.get("table3"), True)
+    folder.check_protocol()
+    jobs = experiments.get("table3").jobs(True)
+    keys = [f"written-in-another-order-{job_key(p)[-10:]}" for p in jobs]
+    for i, (p, key) in enumerate(zip(jobs, keys)):
+        n = len(p["classes"])
+        (folder.jobs_dir / key).mkdir(parents=True)
+        Image.new("RGB", (2 + 10 * n, 12)).save(folder.jobs_dir / key / "images.png")  # n tiles of 8 px
+        result = {"mean": [0.0], "per_class": {str(p["steps"]): [float(i)] * n}, "images": "images.png"}
+        (folder.jobs_dir / f"{key}.json").write_text(json.dumps({"params": p, "result": result, "seconds": 1.0,
+                                                                  "device": "cpu"}))
+    merged = reproduce("table3", tmp_path, quick=True, progress=False, merge_only=True)
+    assert [r["images"] for r in merged["rows"]] == [f"jobs/{key}/images.png" for key in keys]
