@@ -187,10 +187,12 @@ def images_merge(name: str, title: str):
 
         from . import models
         from .proxygrad import parse_activation
+        from .runner import Folder
 
+        keys = Folder(folder.parent, REGISTRY[name], quick)  # a job's folder, whatever order its slug was written in
         rows = []
         for params, result in finished:
-            img = Image.open(folder / "jobs" / _key(params) / result["images"])
+            img = Image.open(folder / "jobs" / keys.key(params) / result["images"])
             rows.append((parse_activation(params["spec"]).label, img, result["per_class"][str(params["steps"])]))
         if rows:
             classes = [models.class_name(models.class_index(c)) for c in finished[0][0]["classes"]]
@@ -222,7 +224,7 @@ def images_merge(name: str, title: str):
             plt.close(fig)
         return {"experiment": name, "quick": quick,
                 "rows": [{"spec": p["spec"], "regularize": p["regularize"], "final_logits": r["per_class"][str(p["steps"])],
-                          "images": f"jobs/{_key(p)}/{r['images']}"} for p, r in finished]}
+                          "images": f"jobs/{keys.key(p)}/{r['images']}"} for p, r in finished]}
     return merge
 
 
@@ -645,12 +647,6 @@ def diagnostic_merge(finished, folder: Path, quick: bool) -> dict:
 
 
 # --------------------------------------------------------------------------- the registry
-def _key(params):
-    from .runner import job_key
-
-    return job_key(params)
-
-
 def _am_protocol(jobs, version=1):
     def protocol(quick: bool) -> dict:
         from . import regularizers
