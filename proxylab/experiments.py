@@ -646,6 +646,144 @@ def diagnostic_merge(finished, folder: Path, quick: bool) -> dict:
     return {"experiment": "diagnostic", "quick": quick, "panels": panels, "markdown": "\n".join(lines)}
 
 
+# --------------------------------------------------------------------------- certified maxima
+CERTIFY_NETS = [[24], [48], [24, 24]]  # certified per class in seconds here; the scaling jobs show where it stops
+CERTIFY_SCALING = [[16], [32], [64], [128], [16, 16], [24, 24], [32, 32], [48, 48]]
+CERTIFY_RULES = ["relu", "proxygrad:0.01", "proxygrad:0.03", "proxygrad:0.1", "proxygrad:0.3", "proxygrad:1",
+                 "leaky:0.1", "guided", "deconvnet", "redirected", "noisy:0.3"]
+
+
+def _certify_setting(quick: bool) -> dict:
+    return {"dataset": "fashion-mnist", "size": 7 if quick else 14, "epochs": 1 if quick else 3,
+            "subset": 2000 if quick else 20000, "net_seed": 0, "time_limit": 10 if quick else 120}
+
+
+def certify_jobs(quick: bool) -> list[dict]:
+    """One job per (network, class): its certified maximum and every AM rule against it; then the
+    scaling jobs: one class per network size, both bound methods, under a time limit."""
+    base = _certify_setting(quick)
+    nets = [[8]] if quick else CERTIFY_NETS
+    am = {"rules": CERTIFY_RULES[:3] if quick else CERTIFY_RULES, "starts": 3 if quick else 10,
+          "steps": 20 if quick else 300, "polish": 10 if quick else 200, "long": 3}
+    jobs = [{**base, "kind": "gap", "widths": w, "output": c, **am} for w in nets for c in range(2 if quick else 10)]
+    scaling = [[8], [4, 4]] if quick else CERTIFY_SCALING
+    jobs += [{**base, "kind": "scaling", "widths": w, "output": 0, "time_limit": 5 if quick else 60} for w in scaling]
+    return jobs
+
+
+@functools.lru_cache(maxsize=16)
+def _fashion_mlp(widths: tuple, size: int, epochs: int, subset: int, seed: int):
+    from .certify import fashion_mlp
+
+    return fashion_mlp(list(widths), size=size, epochs=epochs, seed=seed, subset=subset)
+
+
+def run_certify(params: dict, workdir: Path) -> dict:
+    """A certified maximum of one class logit and, for ``gap`` jobs, each AM rule's optimality gap
+    (value found / certified maximum) per start, with and without the polishing phase, and a run
+    ``long`` times longer for ReLU and the first ProxyGrad slope: the budget's convergence check."""
+    import time
+
+    from . import am
+    from .certify import am_runs, certified_max
+
+    model, accuracy = _fashion_mlp(tuple(params["widths"]), params["size"], params["epochs"], params["subset"],
+                                   params["net_seed"])
+    out = {"test_accuracy": round(accuracy, 2)}
+    bounds = ["interval", "lp"] if params["kind"] == "scaling" else ["lp"]
+    for b in bounds:
+        c = certified_max(model, params["output"], time_limit=params["time_limit"], bounds=b)
+        out[b] = {"value": c.value, "bound": c.bound, "optimal": c.optimal, "checked": c.checked,
+                  "binaries": c.binaries, "seconds": round(c.seconds, 2), "gap": c.gap}
+    if params["kind"] == "scaling":
+        return out
+    best = out["lp"]["value"] if out["lp"]["optimal"] else None
+    n_in = params["size"] ** 2
+    starts = am.initial_images(params["starts"], params["size"], seed=0, channels=1).flatten(1)
+    lr = am.DEFAULT_LR * n_in ** 0.5
+    rules = {}
+    for spec in params["rules"]:
+        t0 = time.perf_counter()
+        r = am_runs(model, params["output"], spec, starts, params["steps"], lr, polish_steps=params["polish"])
+        raw = am_runs(model, params["output"], spec, starts, params["steps"], lr)
+        rules[spec] = {"values": [round(v, 5) for v in r["values"]], "unpolished": [round(v, 5) for v in raw["values"]],
+                       "curve": [round(v, 5) for v in r["curve"]], "seconds": round(time.perf_counter() - t0, 2)}
+    for spec in ("relu", params["rules"][1]):
+        r = am_runs(model, params["output"], spec, starts, params["steps"] * params["long"], lr,
+                    polish_steps=params["polish"] * params["long"])
+        rules[spec]["long"] = [round(v, 5) for v in r["values"]]
+    out.update({"certified": best, "rules": rules})
+    return out
+
+
+def certify_merge(finished, folder: Path, quick: bool) -> dict:
+    """Per network and rule: the mean optimality gap (1 - found / certified) over classes for the
+    first start and for the best of the restarts, the fraction of runs within 1 % of the optimum,
+    the mean steps to get there; and the scaling table (solve time, proven gap, binaries)."""
+    import matplotlib.pyplot as plt
+
+    gaps: dict = {}
+    for p, r in finished:
+        if p["kind"] != "gap" or r.get("certified") is None or r["certified"] <= 0:
+            continue
+        net = "x".join(map(str, p["widths"]))
+        opt = r["certified"]
+        for spec, v in r["rules"].items():
+            g = gaps.setdefault(net, {}).setdefault(spec, {"first": [], "best": [], "within": [], "unpolished": [],
+                                                           "steps": [], "long_best": []})
+            g["first"].append(1 - v["values"][0] / opt)
+            g["best"].append(1 - max(v["values"]) / opt)
+            g["unpolished"].append(1 - max(v["unpolished"]) / opt)
+            g["within"] += [val >= 0.99 * opt for val in v["values"]]
+            reach = [i for i, val in enumerate(v["curve"]) if val >= 0.99 * opt]
+            g["steps"].append(reach[0] if reach else None)
+            if "long" in v:
+                g["long_best"].append(1 - max(v["long"]) / opt)
+    summary = {net: {spec: {"gap_first": round(sum(g["first"]) / len(g["first"]), 4),
+                            "gap_best_of_restarts": round(sum(g["best"]) / len(g["best"]), 4),
+                            "gap_best_unpolished": round(sum(g["unpolished"]) / len(g["unpolished"]), 4),
+                            "gap_best_long": round(sum(g["long_best"]) / len(g["long_best"]), 4) if g["long_best"] else None,
+                            "within_1pct": round(sum(g["within"]) / len(g["within"]), 3),
+                            "classes": len(g["first"]),
+                            "gap_best_per_class": [round(x, 4) for x in g["best"]]}
+                     for spec, g in rules.items()} for net, rules in gaps.items()}
+    scaling = [{"widths": p["widths"], **{b: r[b] for b in ("interval", "lp") if b in r}}
+               for p, r in finished if p["kind"] == "scaling"]
+    lines = ["| network | rule | gap, first start | gap, best of restarts | before polishing | within 1 % (runs) |",
+             "|---|---|---|---|---|---|"]
+    for net, rules in summary.items():
+        for spec, v in rules.items():
+            lines.append(f"| {net} | `{spec}` | {100 * v['gap_first']:.2f} % | {100 * v['gap_best_of_restarts']:.2f} % "
+                         f"| {100 * v['gap_best_unpolished']:.2f} % | {100 * v['within_1pct']:.0f} % |")
+    if summary:
+        fig, axes = plt.subplots(1, 2, figsize=(13, 3.8))
+        for net, rules in summary.items():
+            specs = list(rules)
+            axes[0].plot(range(len(specs)), [100 * rules[s]["gap_best_of_restarts"] for s in specs], "o-", label=net)
+        axes[0].set_xticks(range(len(specs)), specs, rotation=45, ha="right", fontsize=8)
+        axes[0].set(ylabel="optimality gap (%), best of restarts", yscale="symlog",
+                    title="AM against the certified maximum (mean over classes)")
+        axes[0].grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        for b, style in (("interval", "s--"), ("lp", "o-")):
+            rows = [s for s in scaling if b in s]
+            axes[1].plot(range(len(rows)), [s[b]["seconds"] for s in rows], style, label=f"{b} bounds")
+            for i, s in enumerate(rows):
+                if not s[b]["optimal"]:
+                    axes[1].annotate(f"gap {100 * s[b]['gap']:.0f} %", (i, s[b]["seconds"]), fontsize=7)
+        axes[1].set_xticks(range(len(scaling)), ["x".join(map(str, s["widths"])) for s in scaling], rotation=45,
+                           ha="right", fontsize=8)
+        axes[1].set(ylabel="solve time (s)", yscale="log", title="how far certification scales (class 0, time limit)")
+        axes[1].grid(alpha=0.3)
+        axes[1].legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(folder / "certify.png", dpi=90)
+        plt.close(fig)
+    return {"experiment": "certify", "quick": quick, "summary": summary, "scaling": scaling,
+            "markdown": "\n".join(lines),
+            "certificates_checked": all(r[b]["checked"] for _, r in finished for b in ("interval", "lp") if b in r)}
+
+
 # --------------------------------------------------------------------------- the registry
 def _am_protocol(jobs, version=1):
     def protocol(quick: bool) -> dict:
@@ -689,6 +827,10 @@ REGISTRY = {
                              "(Table 4's recipe, 10,000 images, 10 epochs) on its own 500-step grid (2 jobs)",
                              diagnostic_jobs, run_diagnostic, diagnostic_merge, _plain_protocol(diagnostic_jobs),
                              lambda q: 2 if q else 600),
+    "certify": Experiment("certify", "certified maxima of small ReLU MLPs on 14x14 Fashion-MNIST (MILP) and every AM "
+                          "rule's optimality gap against them, 10 starts, 300 steps + 200 polishing; scaling of the "
+                          "certificate with network size (38 jobs)",
+                          certify_jobs, run_certify, certify_merge, _plain_protocol(certify_jobs), lambda q: 3 if q else 60),
     "table4-paper": Experiment("table4-paper", "the paper's Table 4: Caltech101, CUB-200, Flowers102 x ResNet18, PFNet18 x "
                                "7 activations x 5 seeds, 300 epochs (210 jobs; needs the data and a GPU)",
                                table4_paper_jobs, run_train, table4_merge_for("table4-paper"),

@@ -82,5 +82,11 @@ def test_a_slice_of_the_shipped_result_recomputes(name):
                                          Path("/nonexistent"))
         assert now["cosine"][0][0] == pytest.approx(stored["cosine"][0][0], abs=2e-3)
         assert now["gain"][0][0] == pytest.approx(stored["gain"][0][0], rel=2e-3)
+    elif name == "certify":  # the smallest scaling job: train the MLP again, certify it again
+        record = min((r for r in records if r["params"]["kind"] == "scaling"), key=lambda r: sum(r["params"]["widths"]))
+        now = experiments.run_certify(record["params"], Path("/nonexistent"))
+        assert now["test_accuracy"] == pytest.approx(record["result"]["test_accuracy"], abs=0.05)
+        for b in ("interval", "lp"):
+            assert now[b]["value"] == pytest.approx(record["result"][b]["value"], rel=1e-6) and now[b]["checked"]
     else:
         pytest.fail(f"no recomputation for results/{name}: add one here")
