@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from dataclasses import dataclass
 from numbers import Real
 from typing import Callable, Iterator
@@ -233,11 +234,13 @@ def rectifier_calls(model: nn.Module, on_output: Callable[[str, torch.Tensor], N
     can be called more than once per pass, as torchvision's ResNet blocks do), or
     ``"module/relu#k"`` for a functional call (see :mod:`proxylab.functional`)."""
     calls: dict[str, int] = {}
+    lock = threading.Lock()  # the hooks fire in every thread that runs the model
     handles = []
     for name, _, _, module in rectifier_sites(model):
         def hook(mod, inp, out, name=name):
-            k = calls.get(name, 0)
-            calls[name] = k + 1
+            with lock:
+                k = calls.get(name, 0)
+                calls[name] = k + 1
             on_output(f"{name}#{k}", out)
         handles.append(module.register_forward_hook(hook))
     try:
