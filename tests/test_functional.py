@@ -474,3 +474,19 @@ def test_entering_a_block_does_not_call_user_hooks_with_fx_proxies():
     assert count_functional(model) == 1
     torch.testing.assert_close(y, model[1](F.relu(model[0].lin(x))))
 
+
+def test_a_swapped_model_survives_torch_save_and_load(tmp_path):
+    f, m = Mixed(), Mixed(modules=True)
+    swap_activations(f, "proxygrad:0.3")
+    swap_activations(m, "proxygrad:0.3")
+    input_grad(f, X)  # its sites are resolved: the replacement modules are saved too
+    torch.save(f, tmp_path / "model.pt")
+    loaded = torch.load(tmp_path / "model.pt", weights_only=False)
+    y, g = input_grad(loaded, X)
+    assert torch.equal(y, input_grad(m, X)[0])
+    torch.testing.assert_close(g, input_grad(m, X)[1])  # the module twin's proxy gradient
+    assert not torch.allclose(g, input_grad(Mixed(), X)[1], rtol=1e-3, atol=1e-6)
+    plain = Gated()
+    swap_activations(plain, "proxygrad:0.5")
+    torch.save(plain, tmp_path / "gated.pt")
+    assert grad_of(torch.load(tmp_path / "gated.pt", weights_only=False)) == PROXY
