@@ -231,12 +231,17 @@ def rectifier_sites(model: nn.Module, required: bool = True) -> list[tuple[str, 
 def rectifier_calls(model: nn.Module, on_output: Callable[[str, torch.Tensor], None]) -> Iterator[nn.Module]:
     """Call ``on_output(key, output)`` for every rectifier call in the forward passes made inside
     the ``with`` block; ``key`` is ``"qualified.name#k"``, the k-th call of that module (a module
-    can be called more than once per pass, as torchvision's ResNet blocks do), or
+    can be called more than once per pass, as torchvision's ResNet blocks do; a module registered
+    under several parents is named by the first, as in :func:`rectifier_sites`), or
     ``"module/relu#k"`` for a functional call (see :mod:`proxylab.functional`)."""
     calls: dict[str, int] = {}
     lock = threading.Lock()  # the hooks fire in every thread that runs the model
-    handles = []
+    handles, seen = [], set()
     for name, _, _, module in rectifier_sites(model):
+        if id(module) in seen:  # one module under several parents: one name, each call reported once
+            continue
+        seen.add(id(module))
+
         def hook(mod, inp, out, name=name):
             with lock:
                 k = calls.get(name, 0)
