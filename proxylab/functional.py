@@ -14,8 +14,15 @@ model object would not change, so ``with proxygrad(model, B): model(x)`` could n
 fails on forwards with data-dependent control flow; the mode converts the user's own model for the
 ``with`` block and follows whatever Python the forward runs. fx is used only to *count* functional
 sites without running the model (:func:`count_functional`). The price: while a conversion is
-active every torch call of the process passes through the mode's Python method (a few microseconds
-each; ``benchmarks/bench_am.py`` measures AM on GoogLeNet against its bare forward and backward).
+active every torch call made inside a forward of the model passes through the mode's Python method
+(a few microseconds each; ``benchmarks/bench_am.py`` measures AM on GoogLeNet against its bare
+forward and backward).
+
+Threads: torch's mode stack is per thread, so the mode is entered by the module hooks in whichever
+thread starts a forward of the model, for that forward only, and each thread follows its own
+running modules; other threads' modules (and the model run elsewhere outside a conversion) are
+left alone. A forward still running in another thread when the ``with`` block ends is refused
+(``RuntimeError``): that forward was converted only in part.
 
 Each functional call is named ``"<module>/<function>"`` after the module whose ``forward`` made it
 (``"inception3a.branch1/relu"`` in torchvision's GoogLeNet), with ``.k`` appended for the k-th call
@@ -33,7 +40,7 @@ import weakref
 from typing import Callable
 
 import torch
-from torch import nn
+from torch import fx, nn
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
@@ -87,96 +94,135 @@ class _Mode(TorchFunctionMode):
         self.controller = controller
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in FUNCTIONS:  # everything else passes straight through: this method runs for every torch call
-            kwargs = kwargs or {}
+        kwargs = kwargs or {}
+        if func in FUNCTIONS and not getattr(_state, "busy", False):  # this method runs for every torch call
             c = self.controller
-            top = c.frames[-1] if c.frames else None
-            if top is not None and not top[1] and not getattr(_state, "busy", False):
-                # inside a forward of the model, not of a rectifier module
+            frames = getattr(c.local, "frames", None)
+            top = frames[-1] if frames else None
+            if top is not None and not top[1]:  # inside a forward of the model, not of a rectifier module
                 described = _describe(func, args, kwargs)
                 if described is not None:
                     return c.call(top, described, args[0], func, args, kwargs)
-            return func(*args, **kwargs)
-        return func(*args, **(kwargs or {}))
+        return func(*args, **kwargs)
 
 
 class _Controller:
     """The functional conversion of one model: its conversions (makes), observers, and the
-    replacement module of each site; active while at least one user holds it."""
+    replacement module of each site; active while at least one user holds it.
+
+    While active, two process-wide module hooks follow which module of the model is running, per
+    thread; a thread that starts a forward of the model gets its own function mode for the
+    duration of that forward (torch's mode stack is per thread), so the model is converted in
+    whichever thread runs it, and other threads' modules are left alone."""
 
     def __init__(self, model: nn.Module):
         self.model_ref = weakref.ref(model)
         self.makes: list[tuple[Callable, dict]] = []  # (make(name, old) -> module | None, cache)
         self.observers: list[Callable[[str, torch.Tensor], None]] = []
         self.users = 0
-        self.frames: list = []  # per running module: (name, is_rectifier, calls per function) or None
+        self.lock = threading.RLock()
+        self.local = threading.local()  # per thread: .frames (per running module: (name, is_rectifier,
+        #                                 calls per function), None for modules not of the model) and .mode
+        self.running: set[int] = set()  # threads inside a forward of the model
         self.calls: dict[str, int] = {}  # site -> calls since activation
         self.names: dict[int, tuple[str, bool]] = {}
         self.forwards = 0  # forward passes of the model since activation
         self.resolved: dict = {}  # site -> its replacement module (None: the call is kept), per activation
-        self._mode = None
         self._handles = []
 
     # -- activation
     def acquire(self):
-        self.refresh()
-        if self.users == 0:
-            self.frames, self.calls, self.forwards, self.resolved = [], {}, 0, {}
-            pre = nn.modules.module.register_module_forward_pre_hook(self._push)
-            post = nn.modules.module.register_module_forward_hook(self._pop, always_call=True)
-            self._handles = [pre, post]
-            self._mode = _Mode(self)
-            self._mode.__enter__()
-        self.users += 1
+        with self.lock:
+            self.refresh()
+            if self.users == 0:
+                self.calls, self.forwards, self.resolved = {}, 0, {}
+                if not self._handles:  # still there when a forward in another thread outlived the last user
+                    self._handles = [nn.modules.module.register_module_forward_pre_hook(self._push),
+                                     nn.modules.module.register_module_forward_hook(self._pop, always_call=True)]
+            self.users += 1
 
-    def release(self):
-        self.users -= 1
-        if self.users == 0:
-            self._mode.__exit__(None, None, None)
+    def release(self) -> int:
+        """Drop one user; returns how many other threads are still inside a forward of the model
+        when the last user left (their forward ends converted as it began; the hooks go after it)."""
+        with self.lock:
+            self.users -= 1
+            if self.users:
+                return 0
+            self._unhook_if_idle()
+            return len(self.running - {threading.get_ident()})
+
+    def _unhook_if_idle(self):
+        if self.users == 0 and not self.running:
             for h in self._handles:
                 h.remove()
-            self._mode, self._handles, self.frames = None, [], []
+            self._handles = []
 
     def refresh(self):
-        """Re-read the model's module names (after a module swap inside an active block)."""
+        """Re-read the model's module names (after a module swap inside an active block); a module
+        registered under several names keeps the first, as :func:`proxylab.proxygrad.rectifier_sites` does."""
         model = self.model_ref()
         if model is not None:
-            self.names = {id(m): (n, _is_rectifier_module(m)) for n, m in model.named_modules(remove_duplicate=False)}
+            names = {}
+            for n, m in model.named_modules(remove_duplicate=False):
+                names.setdefault(id(m), (n, _is_rectifier_module(m)))
+            self.names = names
 
     def _push(self, module, args):
+        local = self.local
         known = self.names.get(id(module))  # None: not part of the model, its calls are not the model's
+        if not getattr(local, "frames", None):
+            if known is None:
+                return  # another module, outside any forward of the model: not ours
+            with self.lock:
+                self.running.add(threading.get_ident())
+            local.frames, local.mode = [], _Mode(self)
+            local.mode.__enter__()
         if known is not None and known[0] == "":
             self.forwards += 1
-        self.frames.append(None if known is None else (known[0], known[1], {}))
+        local.frames.append(None if known is None else (known[0], known[1], {}))
+        local.pushed = module
 
     def _pop(self, module, args, output):
-        if self.frames:
-            self.frames.pop()
+        local = self.local
+        local.pushed = None
+        if not getattr(local, "frames", None):
+            return
+        local.frames.pop()
+        if not local.frames:  # the outermost module of the model in this thread has returned
+            local.mode.__exit__(None, None, None)
+            local.mode = None
+            with self.lock:
+                self.running.discard(threading.get_ident())
+                self._unhook_if_idle()
 
     # -- one functional call
     def call(self, frame, described, x, func, args, kwargs):
-        module_name, _, counts = frame
+        module_name, _, counts = frame  # this thread's frame: no other thread counts in it
         fname, make_old = described
         k = counts.get(fname, 0)
         counts[fname] = k + 1
         site = f"{module_name}/{fname}" + (f".{k}" if k else "")
         replacement = self.resolved.get(site, _UNSEEN)
         if replacement is _UNSEEN:  # first call of this site in this activation: run the conversions
-            replacement = old = make_old()
-            for make, cache in self.all_makes():
-                if site not in cache:
-                    cache[site] = make(site, replacement)
-                if cache[site] is not None:
-                    replacement = cache[site]
-            replacement = self.resolved[site] = None if replacement is old else replacement
+            with self.lock:  # once, also when two threads reach the site together
+                replacement = self.resolved.get(site, _UNSEEN)
+                if replacement is _UNSEEN:
+                    replacement = old = make_old()
+                    for make, cache in self.all_makes():
+                        if site not in cache:
+                            cache[site] = make(site, replacement)
+                        if cache[site] is not None:
+                            replacement = cache[site]
+                    replacement = self.resolved[site] = None if replacement is old else replacement
         _state.busy = True
         try:
             out = func(*args, **kwargs) if replacement is None else replacement(x)
         finally:
             _state.busy = False
-        n = self.calls.get(site, 0)
-        self.calls[site] = n + 1
-        for observe in self.observers:
+        with self.lock:
+            n = self.calls.get(site, 0)
+            self.calls[site] = n + 1
+        for observe in list(self.observers):
             observe(f"{site}#{n}", out)
         return out
 
@@ -189,20 +235,26 @@ class _Controller:
 
 
 _controllers: "weakref.WeakKeyDictionary[nn.Module, _Controller]" = weakref.WeakKeyDictionary()
+_controllers_lock = threading.Lock()
+STILL_RUNNING = ("{name} was still running in {n} other thread(s) when its conversion ended, so that forward "
+                 "was converted only in part; wait for the thread (thread.join()) inside the with block")
 
 
 def controller(model: nn.Module) -> _Controller:
-    if model not in _controllers:
-        _controllers[model] = _Controller(model)
-    return _controllers[model]
+    with _controllers_lock:  # one per model, also when two threads ask at once
+        if model not in _controllers:
+            _controllers[model] = _Controller(model)
+        return _controllers[model]
 
 
 class converting:
     """Context manager: functional rectifier calls of ``model`` answered by ``make(site, old)``
-    (None keeps the call) and reported to ``observe(key, output)``; reentrant and nestable.
+    (None keeps the call) and reported to ``observe(key, output)``; reentrant and nestable. The
+    model is converted in any thread that runs it inside the block; a forward still running in
+    another thread when the block ends is an error (``RuntimeError``: join the thread first).
 
     With ``only_if_needed``, a model that ``torch.fx`` shows to make no functional rectifier call
-    is not watched at all (the watching costs a Python call per torch operation)."""
+    is not watched at all (the watching costs a Python call per torch operation of its forward)."""
 
     def __init__(self, model: nn.Module, make: Callable | None = None,
                  observe: Callable[[str, torch.Tensor], None] | None = None, only_if_needed: bool = False):
@@ -213,24 +265,28 @@ class converting:
     def __enter__(self):
         if self.idle:
             return self
-        if self.make is not None:
-            self.entry = (self.make, {})
-            self.c.makes.append(self.entry)
-            self.c.resolved = {}
-        if self.observe is not None:
-            self.c.observers.append(self.observe)
-        self.c.acquire()
+        with self.c.lock:
+            if self.make is not None:
+                self.entry = (self.make, {})
+                self.c.makes.append(self.entry)
+                self.c.resolved = {}
+            if self.observe is not None:
+                self.c.observers.append(self.observe)
+            self.c.acquire()
         return self
 
     def __exit__(self, *exc):
         if self.idle:
             return False
-        self.c.release()
-        if self.entry is not None:
-            self.c.makes.remove(self.entry)
-            self.c.resolved = {}
-        if self.observe is not None:
-            self.c.observers.remove(self.observe)
+        with self.c.lock:
+            elsewhere = self.c.release()
+            if self.entry is not None:
+                self.c.makes.remove(self.entry)
+                self.c.resolved = {}
+            if self.observe is not None:
+                self.c.observers.remove(self.observe)
+        if elsewhere and exc[0] is None:
+            raise RuntimeError(STILL_RUNNING.format(name=type(self.c.model_ref()).__name__, n=elsewhere))
         return False
 
     @property
@@ -243,18 +299,19 @@ class converting:
 
 # --------------------------------------------------------------------------- permanent conversion
 def _enter_hook(module, args):
-    conv = converting(module)
-    module._proxylab_active = getattr(module, "_proxylab_active", []) + [conv]
-    conv.__enter__()
-    if conv.c.users == 1:  # activated just now: the global pre-hook missed this very call
-        conv.c.frames.append(("", False, {}))
-        conv.c.forwards += 1
+    c = controller(module)
+    c.acquire()
+    c.local.installed = getattr(c.local, "installed", 0) + 1
+    if getattr(c.local, "pushed", None) is not module:  # activated just now: the global pre-hook missed this call
+        c._push(module, args)
+    c.local.pushed = None
 
 
 def _exit_hook(module, args, output):
-    stack = getattr(module, "_proxylab_active", [])
-    if stack:
-        stack.pop().__exit__(None, None, None)
+    c = _controllers.get(module)
+    if c is not None and getattr(c.local, "installed", 0):
+        c.local.installed -= 1
+        c.release()
 
 
 def install(model: nn.Module, make: Callable) -> None:
@@ -287,21 +344,16 @@ def count_functional(model: nn.Module, example: torch.Tensor | None = None) -> i
         with evaluating(model), torch.no_grad(), converting(model, make=lambda site, old: None) as block:
             model(example)
         return len(block.sites)
-    from torch import fx
-
-    shape = tuple(id(m) for m in model.modules())  # a module swapped in since the last count: count again
+    # a module swapped in since the last count: count again (rectifier modules are leaves of the
+    # trace, so swapping one for another, as every ``with proxygrad`` does, changes nothing)
+    shape = tuple(None if _is_rectifier_module(m) else id(m) for m in model.modules())
     cached = _traced_counts.get(model)
     if cached is not None and cached[0] == shape:
         return cached[1]
-
-    class Tracer(fx.Tracer):  # rectifier modules are counted as modules, not traced into
-        def is_leaf_module(self, m, qualname):
-            return _is_rectifier_module(m) or super().is_leaf_module(m, qualname)
-
     try:
-        with warnings.catch_warnings():
+        with _trace_lock, warnings.catch_warnings():  # fx patches nn.Module for the whole process: one trace at a time
             warnings.simplefilter("ignore")
-            graph = Tracer().trace(model)
+            graph = _CountingTracer().trace(model)
     except Exception:  # noqa: BLE001 - fx refuses many real forwards; then the count is unknown
         _traced_counts[model] = (shape, None)
         return None
@@ -316,3 +368,28 @@ def count_functional(model: nn.Module, example: torch.Tensor | None = None) -> i
 
 
 _traced_counts: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+_trace_lock = threading.RLock()
+
+
+class _CountingTracer(fx.Tracer):
+    """An fx tracer for counting only. Rectifier modules are leaves (counted as modules, not traced
+    into); submodules run their bare ``forward``, so the user's hooks never see fx proxies; and
+    while it traces, fx's process-wide patch of ``nn.Module.__call__`` / ``__getattr__`` lets
+    other threads' module calls and attribute reads run as usual."""
+
+    def __init__(self):
+        super().__init__()
+        self.thread = threading.get_ident()
+
+    def is_leaf_module(self, m, qualname):
+        return _is_rectifier_module(m) or super().is_leaf_module(m, qualname)
+
+    def call_module(self, m, forward, args, kwargs):
+        if threading.get_ident() != self.thread:
+            return forward(*args, **kwargs)  # fx's ``forward`` here is the original nn.Module.__call__
+        return super().call_module(m, m.forward, args, kwargs)
+
+    def getattr(self, attr, attr_val, parameter_proxy_cache):
+        if threading.get_ident() != self.thread:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from dataclasses import dataclass
 from numbers import Real
 from typing import Callable, Iterator
@@ -233,14 +234,21 @@ def rectifier_sites(model: nn.Module, required: bool = True) -> list[tuple[str, 
 def rectifier_calls(model: nn.Module, on_output: Callable[[str, torch.Tensor], None]) -> Iterator[nn.Module]:
     """Call ``on_output(key, output)`` for every rectifier call in the forward passes made inside
     the ``with`` block; ``key`` is ``"qualified.name#k"``, the k-th call of that module (a module
-    can be called more than once per pass, as torchvision's ResNet blocks do), or
+    can be called more than once per pass, as torchvision's ResNet blocks do; a module registered
+    under several parents is named by the first, as in :func:`rectifier_sites`), or
     ``"module/relu#k"`` for a functional call (see :mod:`proxylab.functional`)."""
     calls: dict[str, int] = {}
-    handles = []
+    lock = threading.Lock()  # the hooks fire in every thread that runs the model
+    handles, seen = [], set()
     for name, _, _, module in rectifier_sites(model):
+        if id(module) in seen:  # one module under several parents: one name, each call reported once
+            continue
+        seen.add(id(module))
+
         def hook(mod, inp, out, name=name):
-            k = calls.get(name, 0)
-            calls[name] = k + 1
+            with lock:
+                k = calls.get(name, 0)
+                calls[name] = k + 1
             on_output(f"{name}#{k}", out)
         handles.append(module.register_forward_hook(hook))
     try:
@@ -315,7 +323,7 @@ def swap_activations(model: nn.Module, spec: "str | ActivationSpec", example: to
         A :class:`SwapCount`: module attributes replaced (9 for torchvision's ResNet18) plus
         functional sites (57 for torchvision's GoogLeNet), each also on its own, and a readable str.
     """
-    make = _maker(parse_activation(spec))
+    make = _Maker(parse_activation(spec))
     modules = len(_replace(model, make))
     sites = functional.count_functional(model, example)
     if modules == 0 and sites == 0:
@@ -325,9 +333,16 @@ def swap_activations(model: nn.Module, spec: "str | ActivationSpec", example: to
     return SwapCount(modules, sites)
 
 
-def _maker(spec: ActivationSpec):
-    """The replacement function for ``spec``: keeps each old module's clamp and inplace flag."""
-    def make(name, old):
+class _Maker:
+    """The replacement function for ``spec``: keeps each old module's clamp and inplace flag. A
+    class at module level, not a closure, since :func:`swap_activations` keeps it on the model
+    (for its functional calls) and ``torch.save(model)`` must be able to pickle it."""
+
+    def __init__(self, spec: ActivationSpec):
+        self.spec = spec
+
+    def __call__(self, name, old):
+        spec = self.spec
         max_value, forward_slope = _clamp_and_slope(old)
         if spec.kind in RULES and forward_slope != 0:
             raise ValueError(
@@ -336,7 +351,6 @@ def _maker(spec: ActivationSpec):
                 f"proxylab.proxygrad(model, B) to change only its backward slope, or convert the model "
                 f"to ReLUs first (swap_activations(model, 'relu'))")
         return spec.module(max_value, inplace=getattr(old, "inplace", False), seed=module_seed(name))
-    return make
 
 
 @contextlib.contextmanager
@@ -357,7 +371,7 @@ def _temporarily(model: nn.Module, make) -> Iterator[nn.Module]:
 def swapped(model: nn.Module, spec: "str | ActivationSpec"):
     """:func:`swap_activations` for the duration of a ``with`` block; the original modules are
     restored on exit, also when the body raises."""
-    return _temporarily(model, _maker(parse_activation(spec)))
+    return _temporarily(model, _Maker(parse_activation(spec)))
 
 
 def proxygrad(model: nn.Module, backward_slope: "float | Callable[[str], float | None]",

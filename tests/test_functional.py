@@ -2,6 +2,7 @@
 F.leaky_relu, F.hardtanh(x, 0, 6)): converted like modules, against twins that use modules."""
 import contextlib
 import copy
+import threading
 import types
 
 import pytest
@@ -10,7 +11,7 @@ import torchvision
 from torch import nn
 from torch.nn import functional as F
 
-from proxylab import am, proxygrad, rules, swap_activations, swapped
+from proxylab import am, functional, proxygrad, rules, swap_activations, swapped
 from proxylab.functional import count_functional
 from proxylab.proxygrad import rectifier_calls
 
@@ -100,16 +101,51 @@ def test_per_layer_filter_and_slopes_see_functional_names():
     torch.testing.assert_close(g_none, input_grad(f, X)[1], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("spec", ["guided", "deconvnet", "redirected", "noisy:0.5", "proxygrad:0.2", "leaky:0.1"])
+@pytest.mark.parametrize("spec", ["guided", "deconvnet", "redirected", "proxygrad:0.2", "leaky:0.1"])
 def test_backward_rules_and_swaps_on_functional_calls_equal_the_module_twin(spec):
     f, m = Mixed(leaky=False), Mixed(modules=True, leaky=False)
     y_f, g_f = input_grad(f, X, ctx=swapped(f, spec))
     y_m, g_m = input_grad(m, X, ctx=swapped(m, spec))
     torch.testing.assert_close(y_f, y_m, rtol=0, atol=0)
-    if spec.startswith("noisy"):  # each site its own stream: the same when the names agree
-        assert g_f.abs().sum() > 0
-    else:
-        torch.testing.assert_close(g_f, g_m)
+    torch.testing.assert_close(g_f, g_m)
+
+
+class TwoCalls(nn.Module):
+    """Two functional sites, ``/relu`` and ``/relu.1``, on the two halves of the input."""
+
+    def forward(self, x):
+        return torch.cat([F.relu(x[:, :4]), F.relu(x[:, 4:])], dim=1)
+
+
+def test_noisy_rule_on_functional_calls_draws_each_sites_own_stream():
+    """The noisy rule by hand: slope S*|xi| on negative inputs, xi from the stream seeded by the
+    site's name (rules.module_seed), one draw per backward; 1 on positive inputs."""
+    x = torch.randn(3, 8, generator=torch.Generator().manual_seed(0))
+    negative = x < 0
+
+    def grads(scale, model=None, passes=2):
+        model = model or TwoCalls()
+        out = []
+        with swapped(model, f"noisy:{scale}"):
+            for _ in range(passes):
+                t = x.clone().requires_grad_(True)
+                model(t).sum().backward()
+                out.append(t.grad)
+        return out
+
+    def stream(site, n):
+        gen = torch.Generator().manual_seed(rules.module_seed(site))
+        return [torch.randn(3, 4, generator=gen).abs() for _ in range(n)]
+
+    g1, g2 = grads(0.5)
+    for g, xi0, xi1 in zip((g1, g2), *(stream(site, 2) for site in ("/relu", "/relu.1"))):
+        expected = torch.where(negative, 0.5 * torch.cat([xi0, xi1], dim=1), torch.ones_like(x))
+        torch.testing.assert_close(g, expected)
+    assert not torch.equal(g1[negative], g2[negative])  # a fresh draw per backward
+    g3, g4 = grads(0.5)  # a fresh model: the same streams again
+    assert torch.equal(g1, g3) and torch.equal(g2, g4)
+    (g_big,) = grads(2.0, passes=1)  # the scale multiplies the same draw
+    torch.testing.assert_close(g_big[negative], 4 * g1[negative])
 
 
 def test_rules_refuse_a_functional_leaky_relu():
@@ -268,3 +304,224 @@ def test_a_module_swapped_in_after_a_first_conversion_is_seen():
     with proxygrad(model, 0.5):
         model(x).sum().backward()
     torch.testing.assert_close(x.grad, module_grad)
+
+
+# --------------------------------------------------------------------------- threads, hooks, pickling
+class Gated(nn.Module):
+    """A module ReLU on the first half of ``x`` and F.relu on the second; ``wait()`` (when given)
+    runs at the start of the forward, to line threads up (not while fx traces it to count its sites)."""
+
+    def __init__(self, wait=None):
+        super().__init__()
+        self.r, self.wait = nn.ReLU(), wait
+
+    def forward(self, x):
+        if self.wait is not None and not isinstance(x, torch.fx.Proxy):
+            self.wait()
+        h = len(x) // 2
+        return torch.cat([self.r(x[:h]), F.relu(x[h:])])
+
+
+PLAIN, PROXY = [0.0, 1.0, 0.0, 1.0], [0.5, 1.0, 0.5, 1.0]  # d sum / dx at x = [-1, 2, -3, 4], slope 0.5
+
+
+def grad_of(model):
+    x = torch.tensor([-1.0, 2.0, -3.0, 4.0], requires_grad=True)
+    model(x).sum().backward()
+    return x.grad.tolist()
+
+
+def in_threads(*fns):
+    """Run each function in its own thread, all at once; their results, or the first error."""
+    results, errors = [None] * len(fns), []
+
+    def run(i, fn):
+        try:
+            results[i] = fn()
+        except BaseException as err:  # noqa: BLE001 - re-raised in the calling thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate(fns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    if errors:
+        raise errors[0]
+    return results
+
+
+def proxylab_hooks():
+    hooks = list(nn.modules.module._global_forward_pre_hooks.values()) + list(
+        nn.modules.module._global_forward_hooks.values())
+    return [h for h in hooks if isinstance(getattr(h, "__self__", None), functional._Controller)]
+
+
+def test_nothing_stays_installed_after_the_block():
+    model = Gated()
+    with proxygrad(model, 0.5):
+        assert grad_of(model) == PROXY
+        assert torch._C._len_torch_function_stack() == 0  # the mode lives only while the model runs
+    assert torch._C._len_torch_function_stack() == 0
+    assert proxylab_hooks() == []
+    assert grad_of(model) == PLAIN  # F.relu is plain ReLU again, inside the model ...
+    t = torch.tensor([-1.0, 2.0], requires_grad=True)
+    F.relu(t).sum().backward()
+    assert t.grad.tolist() == [0.0, 1.0]  # ... and outside it
+
+
+class FunctionalOnly(nn.Module):
+    def forward(self, x):
+        return F.relu(x)
+
+
+def test_the_model_run_in_a_worker_thread_inside_the_block_is_converted():
+    model = Gated()
+    with proxygrad(model, 0.5):
+        (worker,) = in_threads(lambda: grad_of(model))
+    assert worker == PROXY  # not the plain gradient on F.relu's half
+    only = FunctionalOnly()
+    with proxygrad(only, 0.5):  # and no false "no rectifier" error at the end
+        (worker,) = in_threads(lambda: grad_of(only))
+    assert worker == PROXY
+    keys = []
+    with torch.no_grad(), rectifier_calls(model, lambda key, out: keys.append(key)):
+        in_threads(lambda: model(torch.ones(4)))
+    assert sorted(keys) == ["/relu#0", "r#0"]
+
+
+def test_the_model_in_two_threads_at_once_is_converted_in_both():
+    barrier = threading.Barrier(2, timeout=10)  # both threads inside the forward together
+    model = Gated(wait=barrier.wait)
+    keys = []
+    with proxygrad(model, 0.5), rectifier_calls(model, lambda key, out: keys.append(key)):
+        assert in_threads(lambda: grad_of(model), lambda: grad_of(model)) == [PROXY, PROXY]
+    assert sorted(keys) == ["/relu#0", "/relu#1", "r#0", "r#1"]
+    swap_activations(model, "proxygrad:0.5")  # and a permanent conversion, entered by each forward
+    assert in_threads(lambda: grad_of(model), lambda: grad_of(model)) == [PROXY, PROXY]
+    assert proxylab_hooks() == []
+
+
+def test_another_threads_module_during_the_forward_changes_nothing():
+    started, inside, done = threading.Event(), threading.Event(), threading.Event()
+
+    class Other(nn.Module):  # another thread's module, still running when the model calls F.relu
+        def forward(self, t):
+            y = F.relu(t)
+            inside.set()
+            assert done.wait(10)
+            return y
+
+    def other():
+        assert started.wait(10)  # the model's forward is running
+        t = torch.tensor([-1.0, 2.0], requires_grad=True)
+        Other()(t).sum().backward()
+        return t.grad.tolist()
+
+    model = Gated(wait=lambda: (started.set(), inside.wait(10)))
+    thread_result = []
+    worker = threading.Thread(target=lambda: thread_result.append(other()))
+    with proxygrad(model, 0.5):
+        worker.start()
+        try:
+            assert grad_of(model) == PROXY
+        finally:
+            done.set()
+            worker.join(10)
+    assert thread_result == [[0.0, 1.0]]  # not the model: its F.relu is not converted
+
+
+def test_counting_by_fx_lets_other_threads_run_their_modules():
+    """fx patches nn.Module.__call__ and __getattr__ for the whole process while it traces; another
+    thread's modules (one of the traced model among them) must run as usual meanwhile."""
+    started, done = threading.Event(), threading.Event()
+
+    class Slow(nn.Module):  # holds the trace open until the other thread has run its modules
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(2, 2)
+
+        def forward(self, x):
+            started.set()
+            done.wait(10)
+            return F.relu(self.lin(x))
+
+    model, other = Slow(), nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+    x = torch.ones(1, 2)
+    results = []
+
+    def run_other():
+        try:
+            assert started.wait(10)
+            results.extend([other(x), model.lin(x)])
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=run_other)
+    worker.start()
+    assert count_functional(model) == 1
+    worker.join(10)
+    assert [type(r) for r in results] == [torch.Tensor, torch.Tensor]
+    assert torch.equal(results[0], other(x)) and torch.equal(results[1], model.lin(x))
+
+
+def test_a_forward_still_running_in_another_thread_when_the_block_ends_is_refused():
+    inside, go_on = threading.Event(), threading.Event()
+    model = Gated(wait=lambda: (inside.set(), go_on.wait(10)))
+    after = []
+
+    def work():
+        grad_of(model)
+        after.append(torch._C._len_torch_function_stack())
+
+    worker = threading.Thread(target=work)
+    with pytest.raises(RuntimeError, match=r"still running in 1 other thread.*thread\.join\(\)"):
+        with proxygrad(model, 0.5):
+            worker.start()
+            assert inside.wait(10)
+    assert proxylab_hooks() != []  # kept for the forward in flight ...
+    go_on.set()
+    worker.join(10)
+    assert after == [0]  # ... whose mode ended with it
+    assert proxylab_hooks() == []
+    model.wait = None
+    with proxygrad(model, 0.5):
+        assert grad_of(model) == PROXY
+
+
+def test_entering_a_block_does_not_call_user_hooks_with_fx_proxies():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(2, 2)
+
+        def forward(self, x):
+            return F.relu(self.lin(x))
+
+    model = nn.Sequential(Block(), nn.Linear(2, 1))
+    seen = []
+    model[0].register_forward_pre_hook(lambda m, args: seen.append(type(args[0])))
+    model[0].register_forward_hook(lambda m, args, out: seen.append(type(out)))
+    x = torch.tensor([[0.3, -0.2]])
+    with proxygrad(model, 0.5):
+        y = model(x)
+    assert seen == [torch.Tensor, torch.Tensor]  # the real call only: the count traced past the hooks
+    assert count_functional(model) == 1
+    torch.testing.assert_close(y, model[1](F.relu(model[0].lin(x))))
+
+
+def test_a_swapped_model_survives_torch_save_and_load(tmp_path):
+    f, m = Mixed(), Mixed(modules=True)
+    swap_activations(f, "proxygrad:0.3")
+    swap_activations(m, "proxygrad:0.3")
+    input_grad(f, X)  # its sites are resolved: the replacement modules are saved too
+    torch.save(f, tmp_path / "model.pt")
+    loaded = torch.load(tmp_path / "model.pt", weights_only=False)
+    y, g = input_grad(loaded, X)
+    assert torch.equal(y, input_grad(m, X)[0])
+    torch.testing.assert_close(g, input_grad(m, X)[1])  # the module twin's proxy gradient
+    assert not torch.allclose(g, input_grad(Mixed(), X)[1], rtol=1e-3, atol=1e-6)
+    plain = Gated()
+    swap_activations(plain, "proxygrad:0.5")
+    torch.save(plain, tmp_path / "gated.pt")
+    assert grad_of(torch.load(tmp_path / "gated.pt", weights_only=False)) == PROXY

@@ -251,3 +251,41 @@ def test_proxygrad_per_layer_filter_and_slopes():
     with pytest.raises(ValueError, match="backward slope of relu"):
         with proxygrad(model, lambda name: -1.0):
             pass
+
+
+class CallsRelu(nn.Module):
+    def forward(self, x):
+        return F.relu(x)
+
+
+class Half(nn.Module):
+    """A conv, then the ReLU module ``act`` and the block ``f`` it is given (shared with another Half)."""
+
+    def __init__(self, act, f, c_in):
+        super().__init__()
+        self.conv, self.act, self.f = nn.Conv2d(c_in, 4, 3, padding=1), act, f
+
+    def forward(self, x):
+        return self.f(self.act(self.conv(x)))
+
+
+def test_a_module_shared_by_two_parents_is_reported_once_per_call():
+    """One ReLU in two parents, called once by each: two calls per forward, under its first name
+    (not four, as two hooks on one module would report); the same for a shared functional block."""
+    from proxylab import am, nets
+    from proxylab.proxygrad import rectifier_calls
+
+    torch.manual_seed(0)
+    relu, block = nn.ReLU(), CallsRelu()
+    model = nn.Sequential(Half(relu, block, 3), Half(relu, block, 4), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 3))
+    x = torch.randn(2, 3, 8, 8)
+    keys = []
+    with torch.no_grad(), rectifier_calls(model, lambda key, out: keys.append(key)):
+        model(x)
+        model(x)
+    assert keys == ["0.act#0", "0.f/relu#0", "0.act#1", "0.f/relu#1",
+                    "0.act#2", "0.f/relu#2", "0.act#3", "0.f/relu#3"]
+    assert list(nets.sparsity(model, x)) == ["0.act#0", "0.f/relu#0", "0.act#1", "0.f/relu#1"]
+    d = am.slope_diagnostic(model, am.initial_images(2, 8, seed=0), [0, 1], [0.1])
+    assert d.layer_names == ["0.act#0", "0.f/relu#0", "0.act#1", "0.f/relu#1"]
