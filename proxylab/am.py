@@ -239,6 +239,45 @@ def visualize(model: nn.Module, targets: "Target | Sequence[int]", spec: str = "
                     {k: v.cpu() for k, v in snaps.items()})
 
 
+# --------------------------------------------------------------------------- held-out judges
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return a is b or (sa.keys() == sb.keys() and all(
+        x.shape == y.shape and torch.equal(x.to(y.device), y) for x, y in zip(sa.values(), sb.values())))
+
+
+def judge(images: torch.Tensor, targets: Sequence[int], judge_model: nn.Module, maker: nn.Module) -> dict:
+    """Score AM images with a network that did NOT make them: a high logit of the maker can be a
+    pattern only the maker responds to, a held-out judge's probability cannot.
+
+    Args:
+        images: (N, 3, H, W) in [-1, 1], e.g. ``AMResult.images``; resized (bilinear, antialiased)
+            to the judge's ``input_size``.
+        targets: the class each image was made for.
+        judge_model: an ImageNet classifier taking images in [-1, 1] (:func:`proxylab.models.imagenet_model`).
+        maker: the network that made the images; a judge with the same weights is refused.
+
+    Returns:
+        ``{"probability": (N,) softmax probability of each image's target, "top1": (N,) bool,
+        "top5": (N,) bool}`` under the judge.
+    """
+    if _same_weights(judge_model, maker):
+        raise ValueError("the judge is the network that made these images, so it cannot judge them: use another "
+                         "model, e.g. imagenet_model('efficientnet-lite1') for images made on efficientnet-lite0")
+    if len(targets) != images.shape[0]:
+        raise ValueError(f"one target per image: {images.shape[0]} images, {len(targets)} targets")
+    device = next(judge_model.parameters()).device
+    size = getattr(judge_model, "input_size", images.shape[-1])
+    x = nn.functional.interpolate(images.to(device).float(), size=(size, size), mode="bilinear", antialias=True,
+                                  align_corners=False)
+    idx = torch.tensor(list(targets), device=device)
+    with torch.no_grad(), evaluating(judge_model):
+        logits = judge_model(x)
+    rank = (logits > logits.gather(1, idx[:, None])).sum(dim=1)  # how many classes score higher
+    return {"probability": logits.softmax(dim=1).gather(1, idx[:, None])[:, 0].cpu(), "top1": (rank == 0).cpu(),
+            "top5": (rank < 5).cpu()}
+
+
 # --------------------------------------------------------------------------- choosing the slope
 @dataclass
 class SlopeDiagnostic:
