@@ -722,8 +722,8 @@ CERTIFY_RULES = ["relu", "proxygrad:0.01", "proxygrad:0.03", "proxygrad:0.1", "p
 
 
 def _certify_setting(quick: bool) -> dict:
-    return {"dataset": "fashion-mnist", "size": 7 if quick else 14, "epochs": 1 if quick else 3,
-            "subset": 2000 if quick else 20000, "net_seed": 0, "time_limit": 10 if quick else 120}
+    return {"dataset": "fashion-mnist", "size": 14, "epochs": 3,
+            "subset": 5000 if quick else 20000, "net_seed": 0, "time_limit": 10 if quick else 120}
 
 
 def certify_jobs(quick: bool) -> list[dict]:

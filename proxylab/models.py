@@ -82,7 +82,7 @@ def imagenet_model(name: str = "efficientnet-lite0", device: torch.device | str 
 def photo_tensor(array) -> torch.Tensor:
     """An RGB photo (H, W, 3, uint8, e.g. from scikit-image's ``data.chelsea()``) as a (1, 3, S, S)
     batch in [-1, 1], center-cropped to a square of the shorter side S."""
-    x = torch.as_tensor(array).permute(2, 0, 1).float()[None] / 127.5 - 1
+    x = torch.tensor(array).permute(2, 0, 1).float()[None] / 127.5 - 1  # a copy: sample arrays are read-only
     h, w = x.shape[-2:]
     s = min(h, w)
     return x[..., (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s].contiguous()
