@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from proxylab import am, models, regularizers
+from proxylab.ascent import normalized_step
 from proxylab.cli import main as cli
 
 
@@ -63,7 +64,48 @@ def test_reported_score_is_the_original_networks_even_for_leaky(tiny):
     assert all(isinstance(m, nn.ReLU) for m in tiny.features if not isinstance(m, (nn.Conv2d, nn.MaxPool2d)))
 
 
-def test_images_stay_in_the_box_with_regularizers(tiny):
+class Recording:
+    """A regularizer that records what it is called with and scales the image by ``factor``."""
+
+    def __init__(self, name, calls, factor=0.5):
+        self.name, self.calls, self.factor = name, calls, factor
+
+    def __call__(self, x, step, grad=None):
+        self.calls.append((self.name, step, x.clone(), None if grad is None else grad.clone()))
+        return x * self.factor
+
+
+def test_regularizers_run_after_each_update_in_order_and_their_output_is_kept(tiny):
+    calls = []
+    x0 = am.initial_images(2, 32, seed=3)
+    r = am.visualize(tiny, [0, 1], "relu", steps=4, lr=0.05, size=32, x0=x0,
+                     regularizers=[Recording("a", calls, 0.5), Recording("b", calls, 0.9)], progress=False)
+    assert [(name, step) for name, step, _, _ in calls] == [(n, s) for s in (1, 2, 3, 4) for n in "ab"]
+    # step 1: "a" gets the first normalized update of x0 with that step's gradient, "b" gets a's output
+    x = x0.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(tiny(x)[[0, 1], [0, 1]].sum(), x)
+    assert torch.allclose(calls[0][3], grad, atol=1e-6)
+    assert torch.allclose(calls[0][2], normalized_step(x0, grad, 0.05 * (3 * 32 * 32) ** 0.5), atol=1e-6)
+    assert torch.allclose(calls[1][2], 0.5 * calls[0][2])
+    assert torch.allclose(r.images, 0.9 * calls[-1][2])  # the last regularizer's output is the result
+    with torch.no_grad():
+        assert torch.allclose(r.final, tiny(r.images)[[0, 1], [0, 1]], atol=1e-5)
+    plain = am.visualize(tiny, [0, 1], "relu", steps=4, lr=0.05, size=32, x0=x0, progress=False)
+    for reg in (regularizers.L2Decay(0.3), regularizers.Blur(1.0)):  # real ones change the images
+        regularized = am.visualize(tiny, [0, 1], "relu", steps=4, lr=0.05, size=32, x0=x0, regularizers=[reg],
+                                   progress=False)
+        assert (regularized.images - plain.images).abs().max() > 0.05
+
+
+def test_a_regularizer_that_leaves_the_box_is_clamped_after_it(tiny):
+    """The clamp to [-1, 1] comes after the regularizer: one that pushes every pixel far above 1
+    leaves an all-white image, and the score is the original network's at that clamped image."""
+    r = am.visualize(tiny, [0, 1], "proxygrad:0.1", steps=3, size=32,
+                     regularizers=[lambda x, step, grad: x + 5], progress=False)
+    assert torch.equal(r.images, torch.ones_like(r.images))
+    with torch.no_grad():
+        white = tiny(torch.ones(2, 3, 32, 32))[[0, 1], [0, 1]]
+    assert torch.allclose(r.scores[1:], white.expand(3, 2), atol=1e-5)
     regs = [regularizers.L2Decay(0.1), regularizers.Blur(1.0, every=2), regularizers.ClipNorm(20),
             regularizers.ClipContribution(20), regularizers.Rotate(5), regularizers.Jitter(2)]
     r = am.visualize(tiny, [0, 1], "proxygrad:0.1", steps=6, lr=0.5, size=32, regularizers=regs, progress=False)
@@ -148,14 +190,48 @@ def test_resnet18_without_weights_names_the_offline_alternative(monkeypatch, tmp
 
 
 def test_model_takes_images_in_minus_one_one(lite):
-    x = torch.zeros(1, 3, 224, 224)
-    assert torch.allclose(lite.mean + 0 * x[:, :, :1, :1], torch.full((1, 3, 1, 1), 0.498))
+    """EfficientNet-Lite was trained on (pixel - 127) / 128 of 8-bit pixels: an image in [-1, 1] must
+    reach the network as that."""
+    pixels = torch.randint(0, 256, (2, 3, 32, 32), generator=torch.Generator().manual_seed(0)).float()
+    x = pixels / 255 * 2 - 1  # how an 8-bit image enters AM (proxylab.explorer.load_image)
+    seen = []
+    handle = lite.net.register_forward_pre_hook(lambda m, inp: seen.append(inp[0]))
+    try:
+        with torch.no_grad():
+            lite(x)
+    finally:
+        handle.remove()
+    # 1e-3: the wrapper's 0.498 / 0.502 round 127 / 255 and 128 / 255; a mean and std of 0.5 would be 8e-3 off
+    assert torch.allclose(seen[0], (pixels - 127) / 128, atol=1e-3)
+
+
+def test_resnet18_gets_torchvisions_imagenet_normalization(monkeypatch):
+    """ResNet18's weights expect torchvision's ImageNet normalization of pixel / 255."""
+    import torchvision
+
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    reference = weights.transforms()  # what torchvision feeds these weights: pixel / 255, then Normalize
+    monkeypatch.setattr(torchvision.models, "resnet18", lambda weights: nn.Conv2d(3, 3, 1))  # no download
+    model = models.imagenet_model("resnet18", device="cpu")
+    seen = []
+    model.net.register_forward_pre_hook(lambda m, inp: seen.append(inp[0]))
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.no_grad():
-        direct = lite.net((((x + 1) / 2) - 0.498) / 0.502)
-        assert torch.allclose(lite(x), direct)
+        model(x)
+    expected = torchvision.transforms.functional.normalize((x + 1) / 2, reference.mean, reference.std)
+    assert torch.allclose(seen[0], expected, atol=1e-5)
 
 
-def test_slope_diagnostic_and_suggestion(lite):
+def test_lite_recognizes_a_real_photo_in_minus_one_one(lite):
+    from proxylab.explorer import sample_images
+
+    photo = sample_images(224)["Grace Hopper"]  # her ImageNet label: military uniform
+    with torch.no_grad():
+        probs = lite(photo[None]).softmax(dim=1)[0]
+    assert probs.argmax().item() == models.class_index("military uniform") and probs.max() > 0.25
+
+
+def test_slope_diagnostic_on_a_real_model(lite):
     x = am.initial_images(2, 64, seed=0)
     d = am.slope_diagnostic(lite, x, [144, 291], [0.01, 0.1, 0.3])
     assert d.gain.shape == (3, 2) and d.layer_gain.shape[0] == 3
@@ -163,9 +239,25 @@ def test_slope_diagnostic_and_suggestion(lite):
     assert d.cosine[0].mean() > 0.9 and d.cosine[2].mean() < d.cosine[0].mean()
     assert d.gain[2].median() > d.gain[0].median()
     assert torch.allclose(d.layer_gain[:, -1], torch.ones(3), atol=1e-4)  # the head's own gradient is exact
-    low, high = am.suggest_slope(d)
-    assert high in (0.01, 0.1) and low == high / 4
-    assert am.suggest_slope(d, min_cosine=1.01) is None
+
+
+def test_suggest_slope_keeps_slopes_by_mean_cosine_and_median_gain():
+    def diagnostic(rows):  # slope -> (cosine per image, gain per image)
+        return am.SlopeDiagnostic(list(rows), torch.tensor([g for _, g in rows.values()], dtype=torch.float64),
+                                  torch.tensor([c for c, _ in rows.values()], dtype=torch.float64), [],
+                                  torch.zeros(len(rows), 0), torch.zeros(len(rows), 0))
+
+    d = diagnostic({0.0: ([1.0] * 3, [1.0] * 3),  # qualifies, but slope 0 is no proxy
+                    0.01: ([0.99] * 3, [1.1] * 3),
+                    0.05: ([0.75] * 3, [1.0, 1.0, 100.0]),  # cosine at the bound; median gain 1 (mean 34)
+                    0.1: ([0.9, 0.9, 0.0], [1.0] * 3),  # median cosine 0.9 but mean 0.6: out
+                    0.3: ([0.95] * 3, [3.0] * 3),  # gain at the bound
+                    0.5: ([0.95] * 3, [3.5] * 3)})  # gain too large
+    assert am.suggest_slope(d, min_cosine=0.75, max_gain=3.0) == pytest.approx((0.075, 0.3))
+    assert am.suggest_slope(d) == pytest.approx((0.075, 0.3))  # the defaults: cosine >= 0.8, gain <= 3
+    assert am.suggest_slope(d, min_cosine=0.75, max_gain=2.9) == pytest.approx((0.0125, 0.05))
+    assert am.suggest_slope(d, min_cosine=0.8, max_gain=2.0) == pytest.approx((0.0025, 0.01))
+    assert am.suggest_slope(d, min_cosine=0.995, max_gain=3.0) is None  # only slope 0 is that close
 
 
 def test_cli_visualize_writes_pngs_grid_and_results(tmp_path, capsys):

@@ -132,10 +132,15 @@ def test_an_unexpected_error_is_one_line_and_can_show_its_traceback(tmp_path, ca
         raise ZeroDivisionError("division by zero")
 
     monkeypatch.setattr(cli_module, "cmd_info", bug)
+    monkeypatch.delenv("PROXYLAB_TRACEBACK", raising=False)
     assert cli(["info"]) == 1
-    assert "unexpected ZeroDivisionError" in one_line(capsys) and cli_module.TRACEBACK_ENV
-    monkeypatch.setenv(cli_module.TRACEBACK_ENV, "1")
-    with pytest.raises(ZeroDivisionError):
+    line = one_line(capsys)
+    assert "unexpected ZeroDivisionError: division by zero" in line
+    assert "rerun with PROXYLAB_TRACEBACK=1 for the traceback" in line  # the variable the user must set
+    monkeypatch.setenv("PROXYLAB_TRACEBACK", "0")
+    assert cli(["info"]) == 1 and "PROXYLAB_TRACEBACK=1" in one_line(capsys)
+    monkeypatch.setenv("PROXYLAB_TRACEBACK", "1")  # the name the message gives, not the module's constant
+    with pytest.raises(ZeroDivisionError, match="division by zero"):
         cli(["info"])
 
 

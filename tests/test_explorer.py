@@ -1,14 +1,15 @@
 """The explorer's callbacks, by setting widget values."""
 import datetime
 import io
+import itertools
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from proxylab import models
-from proxylab.explorer import Explorer, candidate_layers, load_image, sample_images, tile
+from proxylab import am, models
+from proxylab.explorer import Explorer, candidate_layers, load_image, png, sample_images, tile
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +43,48 @@ def test_image_change_uses_cache_and_redraws(explorer):
     assert explorer._cache[explorer.image.value] is cached  # no new forward pass for a layer change
 
 
-def test_visualize_channel_with_each_rule(explorer):
-    explorer.layer.value = "net._blocks.10"
-    explorer.channel.value = explorer.channel.options[0][1]
-    for rule in ("relu", "proxygrad", "guided", "noisy"):
+def test_each_rule_gives_the_am_of_its_spec(explorer):
+    """The explorer runs AM of the selected channel with the chosen rule and slope: the same images
+    as am.visualize with that spec, a different image for every rule, shown and reported."""
+    layer = "net._blocks.10"
+    explorer.layer.value = layer
+    channel = explorer.channel.options[0][1]
+    explorer.channel.value, explorer.slope.value = channel, 0.3
+    images = {}
+    for rule, spec in (("relu", "relu"), ("proxygrad", "proxygrad:0.3"), ("guided", "guided"),
+                       ("deconvnet", "deconvnet"), ("noisy", "noisy:0.3")):
         explorer.rule.value = rule
+        assert explorer.spec() == spec
         r = explorer.visualize_channel()
-        assert r.images.shape == (1, 3, 64, 64)
-        assert explorer.spec() in explorer.status.value
+        direct = am.visualize(explorer.model, am.channel_target(layer, [channel]), spec, steps=3, size=64,
+                              progress=False)
+        assert r.spec == direct.spec and torch.equal(r.images, direct.images)
+        assert explorer.am_view.value == png((r.images[0] + 1) / 2)
+        assert f"{spec}: activation {direct.scores[0, 0]:.2f} -> <b>{direct.final[0]:.2f}</b>" in explorer.status.value
+        images[rule] = r.images
+    for a, b in itertools.combinations(images, 2):  # every rule's gradient moves the image its own way
+        assert (images[a] - images[b]).abs().max() > 1e-3, (a, b)
+    explorer.rule.value, explorer.slope.value = "proxygrad", 0.0
+    assert explorer.spec() == "relu"  # slope 0: the plain gradient
+    explorer.slope.value = 0.05
+
+
+def test_top_activations_rank_the_images_by_the_channels_maximum(explorer):
+    explorer.layer.value = "net._blocks.10"
+    channel = explorer.channel.options[0][1]
+    explorer.channel.value = channel
+    expected = {}
+    for name, img in explorer.images.items():  # an independent forward pass per image
+        out = []
+        handle = explorer.model.get_submodule("net._blocks.10").register_forward_hook(lambda m, i, o: out.append(o))
+        with torch.no_grad():
+            explorer.model(img[None])
+        handle.remove()
+        expected[name] = out[0][0, channel].max().item()
     top = explorer.top_activations()
-    assert [v for _, v in top] == sorted((v for _, v in top), reverse=True)
+    assert [n for n, _ in top] == sorted(expected, key=lambda n: -expected[n])[:3]
+    assert [v for _, v in top] == pytest.approx([expected[n] for n, _ in top], abs=1e-5)
+    explorer.visualize_channel()
     assert explorer.top_view.value[:4] == b"\x89PNG"
 
 

@@ -2,6 +2,7 @@
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from proxylab import nets
 from proxylab.proxygrad import ProxyGradReLU
@@ -28,20 +29,45 @@ def test_build_with_activation(arch, spec, module):
     assert out.shape == (2, 7)
 
 
-def test_pfnet18_spatial_filters_are_fixed_and_only_1x1_convs_learn():
+def test_pfnet18_spatial_filters_are_the_edge_bank_and_stay_fixed_in_training():
+    """Each fixed depthwise conv filters input channel ``j // (out / in)`` with kernel ``j mod 16`` of
+    the edge bank into output channel ``j``; training with the real optimizer changes the 1x1
+    convolutions, BatchNorm and the classifier, and leaves every fixed kernel as it was."""
+    from proxylab.train import TrainConfig, make_optimizer
+
+    torch.manual_seed(0)
     model = nets.pfnet18(10)
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    assert convs and all(m.kernel_size == (1, 1) for m in convs)
+    bank = nets.edge_kernels()
     pre = [m for m in model.modules() if isinstance(m, nets.PredefinedConv)]
-    assert len(pre) == 1 + 16  # stem + two PF modules per block, 8 blocks
-    assert all(not any(True for _ in m.parameters()) for m in pre)  # buffers, not parameters
-    before = pre[3].weight.clone()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    model(torch.randn(4, 3, 32, 32)).sum().backward()
-    opt.step()
-    assert torch.equal(pre[3].weight, before)
-    n_params = sum(p.numel() for p in model.parameters())
-    assert n_params < sum(p.numel() for p in nets.resnet18(10).parameters()) / 5
+    smooth = [m for m in model.modules() if isinstance(m, nets.SmoothDownsample)]
+    assert len(pre) == 1 + 16 and len(smooth) == 3  # stem + two PF modules per block, 8 blocks; 3 strided skips
+
+    def reference(m, x):  # the depthwise convolution written out channel by channel
+        per_input = m.weight.shape[0] // x.shape[1]
+        return torch.cat([F.conv2d(x[:, [j // per_input]], bank[j % 16][None, None], stride=m.stride, padding=1)
+                          for j in range(m.weight.shape[0])], dim=1)
+
+    probes = {m: torch.randn(2, m.groups, 9, 9) for m in pre}
+    for m in (pre[0], pre[3], pre[-1]):  # the stem (3 -> 48, stride 2), a strided block, the last one
+        assert torch.allclose(m(probes[m]), reference(m, probes[m]), atol=1e-6)
+    owners = {type(model.get_submodule(name.rpartition(".")[0])) for name, _ in model.named_parameters()}
+    assert owners == {nn.Conv2d, nn.BatchNorm2d, nn.Linear}  # the fixed kernels are no parameters
+    assert all(m.kernel_size == (1, 1) for m in model.modules() if isinstance(m, nn.Conv2d))
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    fixed_out = {m: m(probes[m]).detach() for m in pre}
+    optimizer = make_optimizer(model, TrainConfig(lr=0.05).validate())
+    model.train()
+    x, y = torch.randn(8, 3, 32, 32), torch.arange(8) % 10
+    for _ in range(3):
+        loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert {"stem.conv1x1.weight", "layers.3.1.pfm2.conv1x1.weight", "layers.1.0.downsample.conv.weight",
+            "stem.bn1.weight", "fc.weight"} <= changed
+    assert all(torch.equal(m(probes[m]), fixed_out[m]) for m in pre)
+    assert all(torch.equal(m.smooth, nets.smoothing_kernel().expand_as(m.smooth)) for m in smooth)
 
 
 def test_pfnet18_proxygrad_keeps_the_forward():
