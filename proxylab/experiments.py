@@ -833,12 +833,14 @@ def certify_merge(finished, folder: Path, quick: bool) -> dict:
                     title="AM against the certified maximum (mean over classes)")
         axes[0].grid(alpha=0.3)
         axes[0].legend(fontsize=8)
-        for b, style in (("interval", "s--"), ("lp", "o-")):
+        for b, style, dx in (("interval", "s", -0.12), ("lp", "o", 0.12)):  # separate architectures: markers only
             rows = [s for s in scaling if b in s]
-            axes[1].plot(range(len(rows)), [s[b]["seconds"] for s in rows], style, label=f"{b} bounds")
+            axes[1].plot([i + dx for i in range(len(rows))], [s[b]["seconds"] for s in rows], style, label=f"{b} bounds")
             for i, s in enumerate(rows):
                 if not s[b]["optimal"]:
-                    axes[1].annotate(f"gap {100 * s[b]['gap']:.0f} %", (i, s[b]["seconds"]), fontsize=7)
+                    axes[1].annotate(f"{b}: gap {100 * s[b]['gap']:.0f} %", (i + dx, s[b]["seconds"]), fontsize=7,
+                                     xytext=(-60 if b == "interval" else 4, -12 if b == "interval" else 4),
+                                     textcoords="offset points")
         axes[1].set_xticks(range(len(scaling)), ["x".join(map(str, s["widths"])) for s in scaling], rotation=45,
                            ha="right", fontsize=8)
         axes[1].set(ylabel="solve time (s)", yscale="log", title="how far certification scales (class 0, time limit)")
