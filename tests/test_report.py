@@ -19,12 +19,14 @@ def test_the_committed_results_table_is_the_generated_one():
 
 
 @pytest.mark.parametrize("mean, se, ahead, n, expected", [
-    (1.0, 0.4, 3, 4, "ahead"),           # beyond 2 SE, most pairs ahead
-    (1.0, 0.5, 3, 4, "within noise"),    # exactly 2 SE is not beyond it
-    (1.0, 0.4, 2, 4, "within noise"),    # beyond 2 SE but only half of the pairs ahead
-    (-1.0, 0.4, 1, 4, "behind"),
-    (-1.0, 0.4, 2, 4, "within noise"),   # half behind is not most
-    (-1.0, 0.6, 0, 4, "within noise"),
+    (1.0, 0.3, 3, 4, "ahead"),           # beyond t(3) = 3.18 SE, most pairs ahead
+    (1.0, 0.33, 3, 4, "within noise"),   # 3.03 SE: beyond 2 SE, not beyond t(3) SE
+    (1.0, 0.3, 2, 4, "within noise"),    # beyond t SE but only half of the pairs ahead
+    (-1.0, 0.3, 1, 4, "behind"),
+    (-1.0, 0.3, 2, 4, "within noise"),   # half behind is not most
+    (1.0, 0.24, 3, 3, "within noise"),   # 3 seeds need 4.30 SE
+    (1.0, 0.23, 3, 3, "ahead"),
+    (1.0, 0.49, 40, 50, "ahead"),        # 50 repeats: t(49) = 2.01
     (5.0, None, 1, 1, "within noise"),   # one pair: no standard error
     (5.0, math.nan, 2, 2, "within noise"),
     (0.3, 0.0, 3, 3, "ahead"),           # identical differences: no noise at all
@@ -33,8 +35,14 @@ def test_verdict_rule(mean, se, ahead, n, expected):
     assert report.verdict(mean, se, ahead, n) == expected
 
 
+def test_critical_t_is_students():
+    assert report.critical_t(3) == pytest.approx(4.3027, abs=1e-4)
+    assert report.critical_t(8) == pytest.approx(2.3646, abs=1e-4)
+    assert report.critical_t(1000) == pytest.approx(1.962, abs=1e-3)
+
+
 def test_paired_uses_the_sample_standard_error():
-    values, base = [3.0, 5.0, 4.5, 6.0], [1.0, 4.0, 4.0, 3.0]
+    values, base = [3.0, 5.0, 4.5, 6.0], [1.0, 3.0, 2.5, 3.0]
     d = [v - b for v, b in zip(values, base)]
     p = report.paired(values, base)
     assert p["mean"] == pytest.approx(statistics.mean(d))
