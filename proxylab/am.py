@@ -258,8 +258,9 @@ def judge(images: torch.Tensor, targets: Sequence[int], judge_model: nn.Module, 
         maker: the network that made the images; a judge with the same weights is refused.
 
     Returns:
-        ``{"probability": (N,) softmax probability of each image's target, "top1": (N,) bool,
-        "top5": (N,) bool}`` under the judge.
+        A dict with, under the judge, ``"probability"`` (the softmax probability of each image's
+        target, shape (N,)), ``"top1"`` and ``"top5"`` (whether the target is the judge's first class or
+        among its first five, bool (N,)).
     """
     if _same_weights(judge_model, maker):
         raise ValueError("the judge is the network that made these images, so it cannot judge them: use another "

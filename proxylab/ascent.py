@@ -68,7 +68,7 @@ def input_gradient(objective: Objective, x: torch.Tensor,
                    precise: Callable[[], ContextManager] | None = None, force_precise: bool = False):
     """``(value, grad, precise_used)``: the objective and its gradient at ``x``, in ``x``'s dtype
     when that is finite, else in float64 under ``precise()`` (a context in which ``objective``
-    accepts float64 images), first with the plain seed, then with :data:`TINY_SEED`.
+    accepts float64 images), first with the plain seed, then with ``TINY_SEED``.
 
     ``grad`` may then be float64 and scaled: only its direction is meaningful. Raises
     :class:`GradientOverflow` when no attempt gives a finite gradient.

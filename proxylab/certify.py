@@ -14,7 +14,7 @@ tighter relaxation. Bounds come from interval arithmetic (``"interval"``) or, ti
 unit over the relaxed network before it (``"lp"``).
 
 Every certificate is checked: the network, evaluated in float64 at the solver's argmax, must give
-the solver's objective (:attr:`Certificate.checked`).
+the solver's objective (``Certificate.checked``).
 """
 from __future__ import annotations
 
@@ -312,8 +312,8 @@ def am_runs(model: nn.Module, output: int, spec: str, starts: torch.Tensor, step
     maximum it reached instead of circling it at distance ``lr``).
 
     Returns:
-        ``{"values": per start, the network's output at the end, "curve": the mean over starts
-        per step, "x": the final inputs}``.
+        A dict with ``"values"`` (the network's output at the end, per start), ``"curve"`` (the mean
+        over starts, per step) and ``"x"`` (the final inputs).
     """
     from . import rules
     from .am import evaluating, gradient_network, in_float64

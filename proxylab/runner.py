@@ -105,7 +105,7 @@ def _commit_of(root: Path) -> str | None:
 
 @functools.lru_cache(maxsize=None)
 def git_commit() -> str | None:
-    """The commit of the checkout proxylab runs from, if it is one (provenance; see :func:`_commit_of`)."""
+    """The commit of the checkout proxylab runs from, if it is one (provenance; see ``_commit_of``)."""
     return _commit_of(Path(__file__).resolve().parents[1])
 
 
