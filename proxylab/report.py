@@ -139,14 +139,19 @@ TABLE3_READING = ("the images are low-contrast in every row; object parts are re
 
 def _figure3(f3: dict) -> str:
     by_spec = {r["spec"]: r["final_logits"][0] for r in f3["rows"]}
+    start = f3["rows"][0]["start_logits"][0]
     pg = ", ".join(f"{s.split(':')[1]}: {v:.1f}" for s, v in by_spec.items() if s.startswith("proxygrad"))
     lk = ", ".join(f"{s.split(':')[1]}: {v:.1f}" for s, v in by_spec.items() if s.startswith("leaky"))
+    below = sum(v < start for v in by_spec.values())
     return (f"final logit of poncho for ProxyGrad at slopes {pg} and for the Leaky ReLU network at {lk}; "
-            f"{FIGURE3_READING}")
+            f"{below} of {len(by_spec)} end below the start image's {start:.1f}, so at these slopes the ascent no "
+            f"longer climbs the class; {FIGURE3_READING}")
 
 
 # What the rerun Figure 3 images show (results/figure3/figure3.png), read by eye: kept beside the numbers.
-FIGURE3_READING = "images: see `results/figure3/figure3.png` and notebook 06"
+FIGURE3_READING = ("by eye: ProxyGrad gives large saturated colour fields and stripes, no animal faces (not "
+                   "reproduced); the Leaky ReLU network gives low-contrast textures, at slope 3 rows of small "
+                   "repeated spots (textures without objects, as the paper describes)")
 
 
 def _figure4(f4: dict) -> str:
