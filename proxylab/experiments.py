@@ -223,7 +223,7 @@ def images_merge(name: str, title: str):
             fig.savefig(folder / f"{name}.png", dpi=90)
             plt.close(fig)
         return {"experiment": name, "quick": quick,
-                "rows": [{"spec": p["spec"], "regularize": p["regularize"], "start_logits": r["per_class"]["0"],
+                "rows": [{"spec": p["spec"], "regularize": p["regularize"], "start_logits": r["per_class"].get("0"),
                           "final_logits": r["per_class"][str(p["steps"])],
                           "images": f"jobs/{keys.key(p)}/{r['images']}"} for p, r in finished]}
     return merge
