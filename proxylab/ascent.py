@@ -34,6 +34,12 @@ def _per_image(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values.view(-1, *([1] * (like.dim() - 1)))
 
 
+def max_scaled(grad: torch.Tensor) -> torch.Tensor:
+    """``grad`` divided per image by its largest absolute entry (entries in [-1, 1]; a zero image
+    stays zero): the same direction, in a range every dtype holds."""
+    return grad / _per_image(grad.flatten(1).abs().amax(dim=1).clamp_min(torch.finfo(grad.dtype).tiny), grad)
+
+
 def unit_direction(grad: torch.Tensor) -> torch.Tensor:
     """``grad / ||grad||`` per image (first dimension), computed so that it cannot overflow for any
     finite gradient; an image whose gradient is exactly zero gets a zero direction.
@@ -43,9 +49,8 @@ def unit_direction(grad: torch.Tensor) -> torch.Tensor:
     """
     if not torch.isfinite(grad).all():
         raise GradientOverflow("the gradient holds inf or nan, so its direction is unknown")
-    tiny = torch.finfo(grad.dtype).tiny
-    unit = grad / _per_image(grad.flatten(1).abs().amax(dim=1).clamp_min(tiny), grad)  # entries in [-1, 1]
-    return unit / _per_image(unit.flatten(1).norm(dim=1).clamp_min(tiny), unit)
+    unit = max_scaled(grad)
+    return unit / _per_image(unit.flatten(1).norm(dim=1).clamp_min(torch.finfo(grad.dtype).tiny), unit)
 
 
 def normalized_step(x: torch.Tensor, grad: torch.Tensor, lr: float) -> torch.Tensor:
@@ -139,7 +144,7 @@ def ascend(objective: Objective, x0: torch.Tensor, steps: int, lr: float, *,
         with torch.no_grad():
             scores.append(value if score is objective else score(x).detach())
             if in_float64:
-                grad = (grad / _per_image(grad.flatten(1).abs().amax(dim=1).clamp_min(1e-300), grad)).to(x.dtype)
+                grad = max_scaled(grad).to(x.dtype)
             x = normalized_step(x, grad, lr)
             if after_step is not None:
                 x = after_step(x, i + 1, grad).clamp_(-1.0, 1.0)
