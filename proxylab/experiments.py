@@ -63,16 +63,24 @@ def _regularizers(name: str, seed: int) -> list:
     raise RunnerError(f"unknown regularization {name!r}; choose none or paper")
 
 
-def run_am(params: dict, workdir: Path) -> dict:
-    """One AM job: the batch of classes under one spec; scores per step (mean over classes) and
-    per class at :data:`KEEP_STEPS`; with ``save_images`` the final images as ``images.png``."""
-    from . import am, models, plotting
+def _visualize(params: dict, **kwargs):
+    """``(model, class indices, AMResult)`` of an AM job's parameters (the AM grids' one protocol)."""
+    from . import am, models
 
     model = _imagenet(params["model"])
     indices = [models.class_index(c) for c in params["classes"]]
     r = am.visualize(model, indices, params["spec"], steps=params["steps"], lr=params["lr"], size=params["size"],
                      seed=params["seed"], init_std=params["init_std"],
-                     regularizers=_regularizers(params["regularize"], params["seed"]), progress=False)
+                     regularizers=_regularizers(params["regularize"], params["seed"]), progress=False, **kwargs)
+    return model, indices, r
+
+
+def run_am(params: dict, workdir: Path) -> dict:
+    """One AM job: the batch of classes under one spec; scores per step (mean over classes) and
+    per class at :data:`KEEP_STEPS`; with ``save_images`` the final images as ``images.png``."""
+    from . import plotting
+
+    _, indices, r = _visualize(params)
     keep = [s for s in KEEP_STEPS if s <= params["steps"]] + ([params["steps"]] if params["steps"] not in KEEP_STEPS else [])
     result = {"mean": [round(v, 4) for v in r.scores.mean(dim=1).tolist()],
               "per_class": {str(s): [round(v, 4) for v in r.scores[s].tolist()] for s in keep}}
@@ -668,12 +676,8 @@ def transfer_jobs(quick: bool) -> list[dict]:
 def run_transfer(params: dict, workdir: Path) -> dict:
     from . import am, models
 
-    model = _imagenet(params["model"])
-    indices = [models.class_index(c) for c in params["classes"]]
     at = [s for s in JUDGE_STEPS if s <= params["steps"]] or [params["steps"]]
-    r = am.visualize(model, indices, params["spec"], steps=params["steps"], lr=params["lr"], size=params["size"],
-                     seed=params["seed"], init_std=params["init_std"], snapshot_steps=tuple(at),
-                     regularizers=_regularizers(params["regularize"], params["seed"]), progress=False)
+    model, indices, r = _visualize(params, snapshot_steps=tuple(at))
     out = {"maker_logit": {str(s): [round(v, 4) for v in r.scores[s].tolist()] for s in at}, "judges": {}}
     for name in models.LITE_SIZES:
         if name == params["model"]:
