@@ -129,8 +129,8 @@ def paper_regularization(seed: int = 0) -> list:
     """The paper's regularization step R: a weak blur and a small random rotation after each update.
 
     The paper gives neither value; these are this course's choice: a Gaussian blur of sigma 0.5 px
-    (3-tap kernel [0.107, 0.786, 0.107]: weak, but a blur; sigma 0.3 would be [0.004, 0.992,
-    0.004], nearly none) and a rotation of at most ±1° (bilinear, so it smooths a little too).
+    (5-tap kernel [0.0003, 0.106, 0.787, 0.106, 0.0003]: weak, but a blur; sigma 0.3 would be
+    [0.004, 0.992, 0.004], nearly none) and a rotation of at most ±1° (bilinear, so it smooths a little too).
     Notebook 06 shows images and scores with and without each part.
     """
     return [Blur(sigma=PAPER_BLUR_SIGMA), Rotate(degrees=PAPER_ROTATION_DEGREES, seed=seed)]
