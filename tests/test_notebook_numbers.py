@@ -1,0 +1,725 @@
+"""Every number that notebooks 05-08 (06b included) state in their markdown is checked, so that no
+reading can drift from its data (issue 19).
+
+``CLAIMS`` maps a notebook cell (notebook, cell ``id``) to the claims its prose makes. A claim is the
+text as the cell reads it, written as a template with one field per number or verdict word, and a
+function that computes those fields: from the shipped result (``results/NAME/NAME.json``), from the
+notebook's own committed outputs (the quick run's printed numbers), or from the paper's numbers as
+the package records them (``proxylab.sweep.PAPER_TABLE4``, ``PAPER_FIGURE2`` below). Verdict words
+("ahead", "within noise", "behind", "grows", "shrinks") come from ``proxylab.report.paired`` /
+``verdict``, the rule of the README's table. The test formats each template and asserts the result
+appears in the cell (whitespace and the minus sign normalized).
+
+The completeness test reads every markdown cell of the five notebooks: each decimal number,
+percentage, signed number, range, "N of M" and fraction in it (outside inline code) must be produced
+by a claim's field or listed in the cell's ``EXEMPT`` entry with the reason it is not from data (a
+protocol parameter, a section number, a constant); an exemption no longer used fails too.
+Reads files only.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import string
+from fractions import Fraction
+from functools import cache
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import pytest
+
+from proxylab import report
+from proxylab.sweep import PAPER_TABLE4, TABLE4_COLUMNS
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = {"05": "05_leaky_relu_statistics.ipynb", "06": "06_class_visualization.ipynb",
+             "06b": "06b_are_the_maxima_real.ipynb", "07": "07_classification_training.ipynb",
+             "08": "08_deep_visualization.ipynb"}
+
+# The paper's Figure 2 (text only, see PAPER_NOTES): mean logit (ProxyGrad, ReLU) per panel.
+PAPER_FIGURE2 = {("none", 10): (50, 40), ("none", 500): (330, 300), ("paper", 10): (40, 30), ("paper", 500): (130, 100)}
+
+
+class C(NamedTuple):
+    """A claim: the prose as a template (``str.format`` fields for what the data gives) and the
+    function computing the fields (a tuple, or one value)."""
+    template: str
+    values: Callable[[], object]
+
+
+# --------------------------------------------------------------------------- reading the files
+def norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text.replace("\u2212", "-")).strip()
+
+
+@cache
+def _notebook(nb: str) -> dict:
+    return json.loads((ROOT / "notebooks" / NOTEBOOKS[nb]).read_text())
+
+
+def cell(nb: str, cell_id: str) -> dict:
+    found = [c for c in _notebook(nb)["cells"] if c.get("id") == cell_id]
+    assert len(found) == 1, f"notebook {nb} has {len(found)} cells with id {cell_id}"
+    return found[0]
+
+
+def markdown(nb: str, cell_id: str) -> str:
+    c = cell(nb, cell_id)
+    assert c["cell_type"] == "markdown", f"{nb} cell {cell_id} is not a markdown cell"
+    return norm("".join(c["source"]))
+
+
+@cache
+def OUT(nb: str, cell_id: str) -> str:
+    """The committed text outputs of a code cell (printed text, text/plain and text/markdown)."""
+    parts = []
+    for o in cell(nb, cell_id).get("outputs", []):
+        parts.append("".join(o.get("text", "")))
+        for kind in ("text/markdown", "text/plain"):
+            parts.append("".join(o.get("data", {}).get(kind, "")))
+    return "\n".join(parts)
+
+
+def out_number(nb: str, cell_id: str, pattern: str) -> float:
+    m = re.search(pattern, OUT(nb, cell_id))
+    assert m, f"{nb} cell {cell_id}'s output has no {pattern!r}"
+    return float(m.group(1))
+
+
+@cache
+def R(name: str) -> dict:
+    return json.loads((ROOT / "results" / name / f"{name}.json").read_text())
+
+
+def mean(v) -> float:
+    return sum(v) / len(v)
+
+
+def word(p: dict, up: str = "grows", down: str = "shrinks") -> str:
+    return {"ahead": up, "behind": down}.get(p["verdict"], "within noise")
+
+
+def span(values, fmt: str, unit: str = "") -> str:
+    """``min–max`` of ``values`` in one format (a range as the prose writes it)."""
+    lo, hi = format(min(values), fmt), format(max(values), fmt)
+    return f"{lo}{unit}" if lo == hi else f"{lo}–{hi}{unit}"
+
+
+# --------------------------------------------------------------------------- 05: Figure 4, Table 5
+def f4_index(slope):
+    return R("figure4")["slopes"].index(slope)
+
+
+def f4(measure, slope):
+    return mean(R("figure4")["values"][measure]["Leaky ReLU"][f4_index(slope)])
+
+
+def f4_growth(measure, slope):
+    return 100 * (R("figure4")["leaky_growth"][measure][f4_index(slope)] - 1)
+
+
+def f4_pred(name, slope):
+    return 100 * (R("figure4")["predicted_growth"][name][f4_index(slope)] - 1)
+
+
+def f4_paired(measure, slope):
+    v = R("figure4")["values"][measure]["Leaky ReLU"]
+    return report.paired(v[f4_index(slope)], v[0])
+
+
+def f4_share(slope):
+    """The measured per-channel growth as a share of the closed form's, in %."""
+    return 100 * f4_growth("per_channel", slope) / f4_pred("variance", slope)
+
+
+def f4_below_everywhere():
+    slopes = R("figure4")["slopes"][1:]
+    below = sum(f4_growth("per_channel", s) < f4_pred("variance", s) for s in slopes)
+    return "every" if below == len(slopes) else f"{below} of {len(slopes)}"
+
+
+def f4_proxygrad_flat():
+    pg = [R("figure4")["values"][m]["ProxyGrad"] for m in ("per_channel", "whole")]
+    relu = [R("figure4")["values"][m]["Leaky ReLU"][0] for m in ("per_channel", "whole")]
+    return "flat" if all(row == base for rows, base in zip(pg, relu) for row in rows) else "NOT flat"
+
+
+def t5(series, slope):
+    t = R("table5")
+    return t["values"][series][t["slopes"].index(slope)]
+
+
+def t5_mean(series, slope):
+    return 1e4 * mean(t5(series, slope))
+
+
+def t5_pct(series, slope):
+    return 100 * (mean(t5(series, slope)) / mean(t5(series, 0.0)) - 1)
+
+
+def t5_p(series, slope):
+    return report.paired(t5(series, slope), t5(series, 0.0))
+
+
+T5_EXPECTED = {"without BN/Leaky ReLU": "grows", "without BN/ProxyGrad": "grows", "with BN/Leaky ReLU": "shrinks",
+               "with BN/ProxyGrad": "grows"}
+
+
+def t5_findings_hold():
+    slopes = R("table5")["slopes"][1:]
+    agree = all(word(t5_p(k, s)) == w for k, w in T5_EXPECTED.items() for s in slopes)
+    return "hold" if agree else "do not all hold"
+
+
+def t5_top():
+    return R("table5")["slopes"][-1]
+
+
+def t5_row(series):
+    top, p1 = t5_top(), t5_p(series, 0.01)
+    return (word(t5_p(series, top)), t5_mean(series, 0.0), t5_mean(series, top), t5_pct(series, top),
+            t5_pct(series, 0.01), p1["ahead"], p1["n"])
+
+
+def t5_without_bn():
+    lk, pg, top = "without BN/Leaky ReLU", "without BN/ProxyGrad", t5_top()
+    both = {word(t5_p(lk, top)), word(t5_p(pg, top))}
+    p_lk, p_pg = t5_p(lk, 0.01), t5_p(pg, 0.01)
+    return (both.pop() if len(both) == 1 else "differs", t5_mean(lk, 0.0), t5_mean(lk, top), t5_mean(pg, 0.0),
+            t5_mean(pg, top), top, t5_pct(lk, 0.01), p_lk["ahead"], p_lk["n"], t5_pct(pg, 0.01), p_pg["ahead"], p_pg["n"])
+
+
+# --------------------------------------------------------------------------- 06: Table 3, Figures 2 and 3, diagnostic
+def t3(spec):
+    return next(r["final_logits"] for r in R("table3")["rows"] if r["spec"] == spec)
+
+
+def t3_all_higher():
+    pg, relu = t3("proxygrad:0.05"), t3("relu")
+    k = sum(a > b for a, b in zip(pg, relu))
+    return f"all {k}" if k == len(pg) else f"{k} of {len(pg)}"
+
+
+def f2(panel: str, slope: float) -> dict:
+    """Figure 2's panel ('none/proxygrad/step10') at a slope: mean, paired difference to ReLU, verdict."""
+    row = R("figure2")["summary"][panel]
+    i = row["slopes"].index(slope)
+    d, se, ahead = row["vs_relu"][i]
+    return {"mean": row["mean"][i], "relu": row["mean"][0], "d": d, "se": se, "ahead": ahead, "n": row["classes"],
+            "verdict": report.verdict(d, se, ahead, row["classes"]), "pct": 100 * (row["mean"][i] / row["mean"][0] - 1)}
+
+
+def f2_slopes(panel: str, verdict: str) -> list:
+    row = R("figure2")["summary"][panel]
+    return [s for s in row["slopes"][1:] if f2(panel, s)["verdict"] == verdict]
+
+
+def f2_words(panel: str, slopes) -> str:
+    words = {f2(panel, s)["verdict"] for s in slopes}
+    return words.pop() if len(words) == 1 else "/".join(sorted(words))
+
+
+def f2_best_ahead(panel: str) -> float:
+    ahead = f2_slopes(panel, "ahead")
+    return max(ahead, key=lambda s: f2(panel, s)["mean"]) if ahead else None
+
+
+def f2_least_harmful_leaky() -> float:
+    row = R("figure2")["summary"]["paper/leaky/step500"]
+    return max(row["slopes"][1:], key=lambda s: f2("paper/leaky/step500", s)["mean"])
+
+
+def grid2():
+    """Figure 2's positive slopes."""
+    return R("figure2")["summary"]["none/proxygrad/step10"]["slopes"][1:]
+
+
+def f2_best_after_500():
+    best = R("figure2")["summary"][NONE500]["best_slope"]
+    r = f2(NONE500, best)
+    return best, r["d"], r["se"], r["ahead"], r["n"], math.ceil(r["pct"]), r["verdict"]
+
+
+def f2_leaky(step, without, with_):
+    """The one verdict of the Leaky panels at ``step`` over these slopes without and with regularization."""
+    words = {f2(LK["none", step], s)["verdict"] for s in without} | {f2(LK["paper", step], s)["verdict"] for s in with_}
+    return words.pop() if len(words) == 1 else "mixed"
+
+
+def f2_leaky_behind_from(step):
+    """The smallest slope from which every Leaky slope is behind ReLU, without and with regularization."""
+    return min(s for s in grid2() if f2_leaky(step, [x for x in grid2() if x >= s], [x for x in grid2() if x >= s]) == "behind")
+
+
+def paper_f2_pct(reg, step):
+    pg, relu = PAPER_FIGURE2[(reg, step)]
+    return 100 * (pg / relu - 1)
+
+
+def paper_f2_ratio(step):
+    """The paper's regularized score as a fraction of its unregularized one (ProxyGrad), simplest fifths."""
+    return str(Fraction(PAPER_FIGURE2[("paper", step)][0], PAPER_FIGURE2[("none", step)][0]).limit_denominator(5))
+
+
+def f3(spec):
+    row = next(r for r in R("figure3")["rows"] if r["spec"] == spec)
+    return row["final_logits"][0]
+
+
+def f3_start():
+    starts = {r["start_logits"][0] for r in R("figure3")["rows"]}
+    assert len(starts) == 1, starts
+    return starts.pop()
+
+
+def f3_below():
+    rows = R("figure3")["rows"]
+    k = sum(r["final_logits"][0] < r["start_logits"][0] for r in rows)
+    return f"all {'six' if k == 6 else k}" if k == len(rows) else f"{k} of {len(rows)}"
+
+
+def blur_kernel(sigma: float) -> list:
+    """The 1-D kernel of ``regularizers.gaussian_blur`` (torchvision's Gaussian, size max(3, 2⌈3σ⌉ + 1))."""
+    k = max(3, 2 * math.ceil(3 * sigma) + 1)
+    w = [math.exp(-0.5 * ((i - (k - 1) / 2) / sigma) ** 2) for i in range(k)]
+    return [x / sum(w) for x in w]
+
+
+def quick_reg(label: str) -> float:
+    """A quick-run regularization variant's mean logit over the unregularized one's (cell 15's output)."""
+    logit = lambda name: out_number("06", "1b746afa", re.escape(name) + r"\s+mean original logit\s+([-\d.]+)")
+    return logit(label) / logit("none")
+
+
+PANELS = lambda: R("diagnostic")["panels"]
+
+
+def dg_per_class():
+    return [r["suggested_over_best"] for p in PANELS().values() for r in p["per_class"] if r["suggested_over_best"] is not None]
+
+
+def dg_best_fixed(key):
+    return max(PANELS()[key]["fixed_over_best"].values())
+
+
+def dg_vs_relu(key):
+    rows = [r for r in PANELS()[key]["per_class"] if r["suggested_over_best"] is not None]
+    return report.paired([r["suggested_over_best"] for r in rows], [r["relu_over_best"] for r in rows])["verdict"]
+
+
+def dg_count_vs_relu(verdict):
+    return sum(dg_vs_relu(k) == verdict for k in PANELS())
+
+
+def dg_best_slopes(key):
+    return [r["best_slope"] for r in PANELS()[key]["per_class"]]
+
+
+def dg_at_top(step):
+    ps = [p for p in PANELS().values() if p["step"] == step]
+    return sum(p["best_at_or_below_top"] for p in ps), sum(p["classes"] for p in ps)
+
+
+def dg_by_little():
+    """The panels where the range's top is below the best fixed slope by under 0.01, as the prose lists them."""
+    return [(PANELS()[k]["suggested_over_best_mean"], dg_best_fixed(k)) for k in PANELS()
+            if 0 < dg_best_fixed(k) - PANELS()[k]["suggested_over_best_mean"] < 0.01]
+
+
+# --------------------------------------------------------------------------- 06b: certified maxima
+def cert(rule, key="gap_best_of_restarts"):
+    return [100 * v[rule][key] for v in R("certify")["summary"].values()]
+
+
+def cert_verdicts(slopes):
+    s = R("certify")["summary"]
+    return [report.paired(s[n]["relu"]["gap_best_per_class"], s[n][f"proxygrad:{x:g}"]["gap_best_per_class"])["verdict"]
+            for n in s for x in slopes]
+
+
+LABEL = {"relu": "ReLU", "proxygrad:0.01": "ProxyGrad 0.01"}
+
+
+def cert_words(slopes):
+    """The verdicts of ReLU against ProxyGrad at these slopes, as the prose words them (a smaller gap is ahead)."""
+    words = set(cert_verdicts(slopes))
+    return {frozenset({"within noise", "behind"}): "within noise or slightly behind"}.get(frozenset(words), "/".join(sorted(words)))
+
+
+def cert_pg_slopes():
+    return sorted({float(k.split(":")[1]) for r in R("certify")["summary"].values() for k in r if k.startswith("proxygrad")})
+
+
+def cert_rerun_longer():
+    return sorted({k for r in R("certify")["summary"].values() for k, v in r.items() if v["gap_best_long"] is not None})
+
+
+def cert_scaling(widths):
+    return next(s["lp"] for s in R("certify")["scaling"] if s["widths"] == widths)
+
+
+# --------------------------------------------------------------------------- 07: Table 4
+def acc(arch, act):
+    return R("table4")["accuracies"][f"fashion-mnist/{arch}/{act}"]
+
+
+def t4(arch, act, base="relu"):
+    return report.paired(acc(arch, act), acc(arch, base))
+
+
+def t4_pm(arch, act, base="relu"):
+    p = t4(arch, act, base)
+    return f"{p['mean']:+.2f} ± {p['se']:.2f}"
+
+
+ACTS = ["proxygrad:0.01", "proxygrad:0.1", "proxygrad:0.2", "leaky:0.01", "leaky:0.1", "leaky:0.2"]
+
+
+def t4_words(arch, acts):
+    """The one verdict of these activations against ReLU (or "a/b" when they differ)."""
+    words = {t4(arch, a)["verdict"] for a in acts}
+    return words.pop() if len(words) == 1 else "/".join(sorted(words))
+
+
+def t4_leaky_vs_pg(arch, slopes):
+    """The one verdict of Leaky ReLU against ProxyGrad at the same slopes (paired by seed)."""
+    words = {t4(arch, f"leaky:{s}", f"proxygrad:{s}")["verdict"] for s in slopes}
+    return words.pop() if len(words) == 1 else "/".join(sorted(words))
+
+
+def paper_gain(dataset, arch):
+    row = dict(zip(TABLE4_COLUMNS, PAPER_TABLE4[(dataset, arch)][::2]))
+    return [row[a] - row["relu"] for a in TABLE4_COLUMNS[1:]]
+
+
+def paper_pfnet_gap():
+    """The largest |ProxyGrad - Leaky| at the same slope over the paper's PFNet18 rows, in points."""
+    gaps = []
+    for ds in ("caltech101", "cub200", "flowers102"):
+        row = dict(zip(TABLE4_COLUMNS, PAPER_TABLE4[(ds, "pfnet18")][::2]))
+        gaps += [abs(row[f"proxygrad:{s}"] - row[f"leaky:{s}"]) for s in ("0.01", "0.1", "0.2")]
+    return max(gaps)
+
+
+def paper_best(dataset, arch):
+    row = dict(zip(TABLE4_COLUMNS, PAPER_TABLE4[(dataset, arch)][::2]))
+    best = max(row, key=row.get)
+    return f"ProxyGrad {best.split(':')[1]}" if best.startswith("proxygrad") else best
+
+
+# --------------------------------------------------------------------------- the registry
+NONE10, NONE500, REG10, REG500 = ("none/proxygrad/step10", "none/proxygrad/step500", "paper/proxygrad/step10",
+                                  "paper/proxygrad/step500")
+LK = {(k, s): f"{k}/leaky/step{s}" for k in ("none", "paper") for s in (10, 500)}
+
+CLAIMS: dict[tuple[str, str], list[C]] = {
+    # ---------------------------------------------------------------- notebook 05
+    ("05", "75375e93"): [  # the two measures' closed-form predictions
+        C(r"like $\sqrt{{\mathrm{{Var}}[Y]}}$ ({:+.0f} % from $a = 0$ to $1$)", lambda: f4_pred("variance", 1.0)),
+        C("({:+.0f} %), since a channel's mean", lambda: f4_pred("second moment", 1.0)),
+    ],
+    ("05", "d07681d7"): [  # reading Figure 4
+        C("({} random networks per slope", lambda: len(R("figure4")["values"]["whole"]["Leaky ReLU"][0])),
+        C(r"$\sigma_B$ {} from {:.2f} at slope 0 to {:.2f} at slope 1, {:+.0f} %",
+          lambda: (word(f4_paired("per_channel", 1.0)), f4("per_channel", 0.0), f4("per_channel", 1.0),
+                   f4_growth("per_channel", 1.0))),
+        C("steadily from the smallest slopes on ({:+.0f} % at 0.1, {:+.0f} % at 0.3)",
+          lambda: (f4_growth("per_channel", 0.1), f4_growth("per_channel", 0.3))),
+        C("which predicts {:+.0f} % at 1 and {:+.0f} % at 0.3, but stays below that one-layer prediction at {} slope",
+          lambda: (f4_pred("variance", 1.0), f4_pred("variance", 0.3), f4_below_everywhere())),
+        C("({:.0f} % of the predicted growth at 0.1, {:.0f} % at 1)", lambda: (f4_share(0.1), f4_share(1.0))),
+        C("the std {} from {:.2f} to {:.2f}, {:+.0f} %, and hardly at all below 0.3 ({:+.0f} %)",
+          lambda: (word(f4_paired("whole", 1.0)), f4("whole", 0.0), f4("whole", 1.0), f4_growth("whole", 1.0),
+                   f4_growth("whole", 0.3))),
+        C("which predicts {:+.0f} % at 1 and {:+.0f} % at 0.3, again from below",
+          lambda: (f4_pred("second moment", 1.0), f4_pred("second moment", 0.3))),
+        C("(at 0.1 it is {:.3f} of ReLU's, {}: {} of {} networks up)",
+          lambda: (1 + f4_growth("whole", 0.1) / 100, f4_paired("whole", 0.1)["verdict"], f4_paired("whole", 0.1)["ahead"],
+                   f4_paired("whole", 0.1)["n"])),
+        C("so both curves are {} at ReLU's values", f4_proxygrad_flat),
+    ],
+    ("05", "4a349fd2"): [  # reading Table 5
+        C("(all {} repeats)", lambda: t5_p("with BN/Leaky ReLU", t5_top())["n"]),
+        C("All three of the paper's findings {}, from the smallest slope on", t5_findings_hold),
+        C("without BatchNorm the gradient {} with the slope for both kinds ({:.3f} → {:.3f} for Leaky ReLU and "
+          "{:.3f} → {:.3f} for ProxyGrad, ×10⁻⁴, from slope 0 to {:g}; already {:+.1f} % ({} of {} repeats up) and "
+          "{:+.1f} % ({} of {}) at 0.01)", t5_without_bn),
+        C("with BatchNorm it *{}* for Leaky ReLU networks ({:.3f} → {:.3f}, {:+.0f} %; {:+.1f} % at 0.01, {} of {} up)",
+          lambda: t5_row("with BN/Leaky ReLU")),
+        C("*{}* for ProxyGrad ({:.3f} → {:.3f}, {:+.0f} %; {:+.1f} % at 0.01, {} of {} up)",
+          lambda: t5_row("with BN/ProxyGrad")),
+    ],
+    # ---------------------------------------------------------------- notebook 06
+    ("06", "8061e967"): [  # Table 3's slopes are Figure 2's
+        C("ProxyGrad {:g}, the best regularized slope after 500 steps, and Leaky ReLU {:g}, the least harmful Leaky slope",
+          lambda: (f2_best_ahead(REG500), f2_least_harmful_leaky())),
+        C("ProxyGrad {:g}, the best regularized", lambda: float(R("table3")["rows"][2]["spec"].split(":")[1])),
+        C("and Leaky ReLU {:g}, the least harmful", lambda: float(R("table3")["rows"][1]["spec"].split(":")[1])),
+    ],
+    ("06", "6664e80d"): [  # reading Table 3
+        C("logit for {} classes (mean {:.1f} against ReLU's {:.1f} and the Leaky ReLU network's {:.1f})",
+          lambda: (t3_all_higher(), mean(t3("proxygrad:0.05")), mean(t3("relu")), mean(t3("leaky:0.01")))),
+    ],
+    ("06", "8d18478d"): [  # the blur's kernel, from the blur's own formula
+        C(r"$\sigma = 0.5$ px ({}-tap kernel [{:.4f}, {:.3f}, {:.3f}, {:.3f}, {:.4f}]",
+          lambda: (len(blur_kernel(0.5)), *blur_kernel(0.5))),
+        C(r"$\sigma = 0.3$, the first guess, is [{:.3f}, {:.3f}, {:.3f}]", lambda: tuple(blur_kernel(0.3))),
+    ],
+    ("06", "8054b64a"): [  # the quick run's regularization variants (cell 1b746afa's output) and the paper's ratios
+        C("costs {:.0f} % (rotation) and {:.0f} % (blur) of the logit in this run; both together keep {:.0f} % of it",
+          lambda: (100 * (1 - quick_reg("rotation ±1° only")), 100 * (1 - quick_reg("blur σ=0.5 only")),
+                   100 * quick_reg("both (this course's R)"))),
+        C("(about {} after 10 steps, {} after 500)", lambda: (paper_f2_ratio(10), paper_f2_ratio(500))),
+    ],
+    ("06", "700bb16a"): [  # reading Figure 2
+        C("(all {} jobs of the grid)", lambda: R("figure2")["provenance"]["jobs_finished"]),
+        C("$t = {:.2f}$, Student's 95 % quantile for {} classes",
+          lambda: (report.critical_t(f2(NONE10, 0.02)["n"]), f2(NONE10, 0.02)["n"])),
+        C("picked after the fact from {} slopes", lambda: len(R("figure2")["summary"][NONE10]["slopes"]) - 1),
+        C("after 10 steps, ProxyGrad is {} of ReLU at some slopes", lambda: f2(NONE10, 0.02)["verdict"]),
+        C("Slope {:g}: {:.1f} against ReLU's {:.1f}, {:+.1f} ± {:.1f}, higher for {} of {} classes ({:+.0f} %)",
+          lambda: (f2_best_ahead(NONE10), *(f2(NONE10, f2_best_ahead(NONE10))[k]
+                                            for k in ("mean", "relu", "d", "se", "ahead", "n", "pct")))),
+        C("0.05: {:+.1f} ± {:.1f} ({} of {}), {}.", lambda: tuple(f2(NONE10, 0.05)[k] for k in ("d", "se", "ahead", "n", "verdict"))),
+        C("Slope 0.1 has {} as 0.02 but a larger spread ({:+.1f} ± {:.1f}, {} of {}): {}",
+          lambda: ("the same mean" if f"{f2(NONE10, 0.1)['mean']:.1f}" == f"{f2(NONE10, 0.02)['mean']:.1f}" else "?",
+                   *(f2(NONE10, 0.1)[k] for k in ("d", "se", "ahead", "n", "verdict")))),
+        C("The paper reports ≈ 50 against 40 ({:+.0f} %) on its ResNet18", lambda: paper_f2_pct("none", 10)),
+        C("after 500 steps, no slope is {}.", lambda: "ahead" if not f2_slopes(NONE500, "ahead") else "ahead?"),
+        C("The best, {:g}, is {:+.1f} ± {:.1f} ({} of {} classes, under {:.0f} %): {}", f2_best_after_500),
+        C("0.02 is {} too, and from 0.05 on ProxyGrad is clearly *{}* ReLU",
+          lambda: (f2(NONE500, 0.02)["verdict"], f2_words(NONE500, [0.05, 0.1, 0.2, 0.3]))),
+        C("The paper reports ≈ 330 against 300 ({:+.0f} %): behind the paper here", lambda: paper_f2_pct("none", 500)),
+        C("({} ahead after 10 steps, none after 500, 0.05 already {})",
+          lambda: (span(f2_slopes(NONE10, "ahead"), "g"), f2(NONE500, 0.05)["verdict"])),
+        C("**Leaky ReLU networks are {} ReLU at every slope after 500 steps**", lambda: f2_leaky(500, grid2(), grid2())),
+        C("(e.g. {:+.1f} ± {:.1f} at 0.01 without, {} of {} classes ahead; {:+.1f} ± {:.1f} with, {} of {})",
+          lambda: (*(f2(LK["none", 500], 0.01)[k] for k in ("d", "se", "ahead", "n")),
+                   *(f2(LK["paper", 500], 0.01)[k] for k in ("d", "se", "ahead", "n")))),
+        C("After 10 steps the smallest slopes are {} (0.01 without regularization: {:+.1f} ± {:.1f}, {} of {} ahead; "
+          "0.01 and 0.02 with it) and the larger ones {}",
+          lambda: (f2_leaky(10, [0.01], [0.01, 0.02]), *(f2(LK["none", 10], 0.01)[k] for k in ("d", "se", "ahead", "n")),
+                   f2_leaky(10, grid2()[1:], grid2()[2:]))),
+        C("and for short runs from slope {:g} on", lambda: f2_leaky_behind_from(10)),
+        C("After 10 steps slopes 0.05 and 0.1 are {}, {:+.1f} ± {:.1f} and {:+.1f} ± {:.1f} over ReLU's {:.1f} "
+          "({} of {} classes, about {:+.0f} %; paper ≈ 40 vs 30, {:+.0f} %), while 0.01 and 0.02 are {}",
+          lambda: (f2_words(REG10, [0.05, 0.1]), f2(REG10, 0.05)["d"], f2(REG10, 0.05)["se"], f2(REG10, 0.1)["d"],
+                   f2(REG10, 0.1)["se"], f2(REG10, 0.1)["relu"], min(f2(REG10, 0.05)["ahead"], f2(REG10, 0.1)["ahead"]),
+                   f2(REG10, 0.1)["n"], max(f2(REG10, 0.05)["pct"], f2(REG10, 0.1)["pct"]), paper_f2_pct("paper", 10),
+                   f2_words(REG10, [0.01, 0.02]))),
+        C("after 500 steps only slope {} is ahead, {:.1f} against {:.1f}, {:+.1f} ± {:.1f}, {} of {} classes "
+          "({:+.0f} %; paper ≈ 130 vs 100, {:+.0f} %)",
+          lambda: (span(f2_slopes(REG500, "ahead"), "g"), *(f2(REG500, f2_best_ahead(REG500))[k]
+                                                            for k in ("mean", "relu", "d", "se", "ahead", "n", "pct")),
+                   paper_f2_pct("paper", 500))),
+    ],
+    ("06", "6c6201d2"): [  # reading Figure 3
+        C("But {} runs of the full protocol end *below* the logit of their start image ({:.1f}): ProxyGrad at 1, 3 and 10 "
+          "ends at {:.1f}, {:.1f} and {:.1f}, the Leaky ReLU network at {:.1f}, {:.1f} and {:.1f}",
+          lambda: (f3_below(), f3_start(), *(f3(f"{k}:{s}") for k in ("proxygrad", "leaky") for s in (1, 3, 10)))),
+    ],
+    ("06", "e75e8503"): [  # reading the diagnostic's record
+        C("lands in or next to it for {} of {} class panels",
+          lambda: (sum(p["inside_or_next"] for p in PANELS().values()), sum(p["classes"] for p in PANELS().values()))),
+        C("the score at the range's top is {} of a class's best ({} as a mean over a panel's classes), below the best "
+          "*fixed* slope in all {} panels",
+          lambda: (span([100 * x for x in dg_per_class()], ".0f", " %"),
+                   span([100 * p["suggested_over_best_mean"] for p in PANELS().values()], ".0f", " %"),
+                   {6: "six"}.get(sum(p["suggested_over_best_mean"] < dg_best_fixed(k) for k, p in PANELS().items()), "?")
+                   if all(p["suggested_over_best_mean"] < dg_best_fixed(k) for k, p in PANELS().items()) else "?")),
+        C("(by little in two: {:.3f} vs {:.3f} and {:.3f} vs {:.3f}",
+          lambda: tuple(x for pair in dg_by_little() for x in pair)),
+        C("by much on EfficientNet-Lite0 after 500 steps without regularization: {:.3f} against {:.3f}, where slope {:g} is "
+          "best for {} of {} classes",
+          lambda: (PANELS()["efficientnet-lite0/none/step500"]["suggested_over_best_mean"],
+                   dg_best_fixed("efficientnet-lite0/none/step500"),
+                   max(set(dg_best_slopes("efficientnet-lite0/none/step500")), key=dg_best_slopes("efficientnet-lite0/none/step500").count),
+                   max(dg_best_slopes("efficientnet-lite0/none/step500").count(s) for s in dg_best_slopes("efficientnet-lite0/none/step500")),
+                   PANELS()["efficientnet-lite0/none/step500"]["classes"])),
+        C("the range's top is {} in one panel (EfficientNet-Lite0, 500 steps without regularization: {:.3f} vs {:.3f}), "
+          "{} in one (EfficientNet-Lite0, 10 steps with regularization) and {} in the other {}",
+          lambda: (dg_vs_relu("efficientnet-lite0/none/step500"),
+                   PANELS()["efficientnet-lite0/none/step500"]["suggested_over_best_mean"],
+                   PANELS()["efficientnet-lite0/none/step500"]["relu_over_best_mean"],
+                   dg_vs_relu("efficientnet-lite0/paper/step10"),
+                   "within noise" if dg_count_vs_relu("within noise") == 4 else "?",
+                   {4: "four"}.get(dg_count_vs_relu("within noise")))),
+        C("(without regularization on EfficientNet-Lite0, {} after 10 steps and {} after 500)",
+          lambda: (span(dg_best_slopes("efficientnet-lite0/none/step10"), "g"),
+                   span(dg_best_slopes("efficientnet-lite0/none/step500"), "g"))),
+        C("({} of {} class panels), while after 10 steps it does for {} of {}",
+          lambda: (*dg_at_top(500), dg_at_top(10)[1] - dg_at_top(10)[0], dg_at_top(10)[1])),
+    ],
+    # ---------------------------------------------------------------- notebook 06b
+    ("06b", "4dda85e0"): [  # reading the certified maxima
+        C("Its best start ends {} below it, and a run three times longer closes that to {}",
+          lambda: (span(cert("relu"), ".2f", " %"), span(cert("relu", "gap_best_long"), ".2f", " %"))),
+        C("Single runs end within 1 % in {} of the cases; the other {} were not rerun longer",
+          lambda: (span(cert("relu", "within_1pct"), ".0f", " %"), span([100 - x for x in cert("relu", "within_1pct")], ".0f", " %"))),
+        C("It is {} of ReLU in none of the {} (network, slope) settings",
+          lambda: ("ahead" if "ahead" not in cert_verdicts(cert_pg_slopes()) else "ahead?", len(cert_verdicts(cert_pg_slopes())))),
+        C("{} at 0.01–0.03, {} from 0.1 on (0.3: {}, 1: {})",
+          lambda: (cert_words([0.01, 0.03]), cert_words([0.1, 0.3, 1]),
+                   span(cert("proxygrad:0.3"), ".1f", " %"), span(cert("proxygrad:1"), ".0f", " %"))),
+        C("guided backprop and deconvnet ({}) and the noisy rule ({})",
+          lambda: (span(cert("guided") + cert("deconvnet"), ".0f", " %"), span(cert("noisy:0.3"), ".1f", " %"))),
+        C("only {} were rerun longer", lambda: " and ".join(LABEL.get(r, r) for r in reversed(cert_rerun_longer()))),
+        C("Redirected ReLU, which redirects only in its first 16 steps, ends {} ReLU ends",
+          lambda: "where" if cert("redirected") == cert("relu") else "near where"),
+        C("one hidden layer of 64 units certifies in {:.0f} s and two of 32 in {:.0f} s, while 128 units and two layers "
+          "of 48 {} after 60 s (proven gaps {:.0f} % and {:.0f} %)",
+          lambda: (cert_scaling([64])["seconds"], cert_scaling([32, 32])["seconds"],
+                   "stay open" if not (cert_scaling([128])["optimal"] or cert_scaling([48, 48])["optimal"]) else "certify",
+                   100 * cert_scaling([128])["gap"], 100 * cert_scaling([48, 48])["gap"])),
+    ],
+    # ---------------------------------------------------------------- notebook 07
+    ("07", "b0346c9b"): [  # reading Table 4
+        C("{} runs: 2 nets × 7 activations × {} seeds", lambda: (sum(map(len, R("table4")["accuracies"].values())), len(acc("resnet18", "relu")))),
+        C("{:,} training and {:,} test images at {} px, {} epochs",
+          lambda: (R("table4")["setting"]["subset"],) * 2 + (R("table4")["setting"]["image_size"], R("table4")["setting"]["epochs"])),
+        C("(about {:.0f} % for ResNet18", lambda: mean(acc("resnet18", "relu"))),
+        C("with $t = {:.2f}$ (Student's 95 % quantile for {} seeds)",
+          lambda: (report.critical_t(len(acc("resnet18", "relu"))), len(acc("resnet18", "relu")))),
+        C("Against ReLU ({:.1f} %) every slope of both kinds is {:+.2f} to {:+.2f} points, all {}",
+          lambda: (mean(acc("resnet18", "relu")), min(t4("resnet18", a)["mean"] for a in ACTS),
+                   max(t4("resnet18", a)["mean"] for a in ACTS), t4_words("resnet18", ACTS))),
+        C("(e.g. ProxyGrad 0.1 {}, Leaky ReLU 0.2 {})", lambda: (t4_pm("resnet18", "proxygrad:0.1"), t4_pm("resnet18", "leaky:0.2"))),
+        C("Leaky minus ProxyGrad at the same slope (same seed) is {}, {} and {} at 0.01, 0.1 and 0.2, {} too",
+          lambda: (*(t4_pm("resnet18", f"leaky:{s}", f"proxygrad:{s}") for s in ("0.01", "0.1", "0.2")),
+                   t4_leaky_vs_pg("resnet18", ["0.01", "0.1", "0.2"]))),
+        C("gains over ReLU ({:+.1f} to {:+.1f} points in its Table 4)",
+          lambda: (min(paper_gain("caltech101", "resnet18")), max(paper_gain("caltech101", "resnet18")))),
+        C("ProxyGrad 0.2 is {} of ReLU ({:.1f} %; {}, {} of {} seeds) while 0.01 and 0.1 are {} ({}, {})",
+          lambda: (t4("pfnet18", "proxygrad:0.2")["verdict"], mean(acc("pfnet18", "relu")), t4_pm("pfnet18", "proxygrad:0.2"),
+                   t4("pfnet18", "proxygrad:0.2")["ahead"], t4("pfnet18", "proxygrad:0.2")["n"],
+                   t4_words("pfnet18", ["proxygrad:0.01", "proxygrad:0.1"]), t4_pm("pfnet18", "proxygrad:0.01"),
+                   t4_pm("pfnet18", "proxygrad:0.1"))),
+        C("every Leaky slope is {} ({} at 0.01 up to {} at 0.2)",
+          lambda: (t4_words("pfnet18", ["leaky:0.01", "leaky:0.1", "leaky:0.2"]), t4_pm("pfnet18", "leaky:0.01"),
+                   t4_pm("pfnet18", "leaky:0.2"))),
+        C("Leaky ReLU is {} of ProxyGrad at 0.1 and 0.2 ({}, {}) and {} at 0.01",
+          lambda: (t4_leaky_vs_pg("pfnet18", ["0.1", "0.2"]),
+                   t4_pm("pfnet18", "leaky:0.1", "proxygrad:0.1"), t4_pm("pfnet18", "leaky:0.2", "proxygrad:0.2"),
+                   t4_leaky_vs_pg("pfnet18", ["0.01"]))),
+        C("where the two are within about {:.0f} point on PFNet18 and {} is best on Caltech101",
+          lambda: (paper_pfnet_gap(), paper_best("caltech101", "pfnet18"))),
+    ],
+    # ---------------------------------------------------------------- notebook 08 (no shipped result; its quick run's outputs)
+    ("08", "daadc1c6"): [
+        C("no rectifier module at all, and {:.0f} and {:.0f} rectifier calls",
+          lambda: tuple(out_number("08", "80a6859c", rf"{n}\s+rectifier modules:\s+0, functional rectifier calls: (\d+)")
+                        for n in ("googlenet", "inception_v3"))),
+    ],
+}
+
+# Numbers in the reading cells that are not from data: why each is there. Keys: the tokens, ", "-separated.
+GRID = "protocol: a slope of the experiment's grid"
+EXEMPT: dict[tuple[str, str], dict[str, str]] = {
+    ("05", "db79f1c1"): {"11.3": "section: the paper's Appendix 11.3"},
+    ("05", "f7feedf3"): {"0–1": "protocol: Figure 4's slope range"},
+    ("05", "d07681d7"): {"0.1, 0.3": GRID},
+    ("05", "4a349fd2"): {"0.01": GRID},
+    ("06", "5e08d4e8"): {"2–3": "the paper's figure numbers", "-1": "protocol: the image box [-1, 1]"},
+    ("06", "10c6efa9"): {"0.05": "protocol: the quick run's Table 3 slope"},
+    ("06", "8d18478d"): {"0.5, 0.3": "protocol: the blur widths", "0.05": "protocol: the quick run's slope"},
+    ("06", "a1fd3443"): {"0.3": "protocol: an earlier blur width"},
+    ("06", "17134ed0"): {"0–0.3": "protocol: Figure 2's slope range"},
+    ("06", "700bb16a"): {"95 %": "protocol: the quantile of the noise rule", "0.01, 0.02, 0.05, 0.1": GRID},
+    ("06", "2c168ed8"): {"3.4": "constant: float32's largest number, 3.4e38"},
+    ("06", "212ff059"): {"0.8": "protocol: suggest_slope's cosine threshold"},
+    ("06", "bcb3748f"): {"1.0": "definition: the baseline's ratio"},
+    ("06b", "5393fbfa"): {"-1": "protocol: the image box [-1, 1]"},
+    ("06b", "4b4db24f"): {"0.1": "protocol: the start image's noise std"},
+    ("06b", "4dda85e0"): {"1 %": "definition: the 'within 1 %' threshold", "0.01–0.03, 0.1, 0.3": GRID},
+    ("06b", "ab086108"): {"1/1000": "constant: chance among ImageNet's 1000 classes"},
+    ("07", "c7d9c7a7"): {"11.2": "section: the paper's Appendix 11.2",
+                         "0.003, 0.01, 1.0, 0.1, 50 %, 75 %": "protocol: the training recipe's lr, weight decay, timm's "
+                                                              "clip, the decay factor and its milestones"},
+    ("07", "32236bd4"): {"93 %": "not measured here: a ResNet18 trained fully on Fashion-MNIST"},
+    ("07", "b0346c9b"): {"93 %": "not measured here: a ResNet18 trained fully on Fashion-MNIST",
+                         "95 %": "protocol: the quantile of the noise rule", "0.1, 0.2, 0.01": GRID},
+    ("07", "e1203107"): {"225 of 300": "an exercise's example"},
+    ("07", "5b3a9f91"): {"0.01, 0.2, 0.5": "an exercise's suggested slopes"},
+    ("08", "1da0d71e"): {"01–04": "the course's notebook numbers"},
+    ("08", "f60a51ee"): {"0.05, 0.3": "an exercise's suggested slopes"},
+}
+
+# A number, range, "N of M" or fraction, not inside a word, a decimal or an exponent ("10^{-4}").
+TOKEN = re.compile(r"(?<![\w.^{\\])(?:\d+ of \d+|\d+/\d+|[+-]?\d+(?:\.\d+)?(?:\s?–\s?[+-]?\d+(?:\.\d+)?)?(?:\s?%)?)(?![\w.]\d)")
+
+
+def needs_a_source(token: str) -> bool:
+    """Decimals, percentages, signed numbers, ranges, counts and fractions; plain integers (500 steps,
+    224 px, section 7) are protocol and are not asked for."""
+    return bool(re.search(r"\d\.\d|%|^[+-]|–| of |/", token))
+
+
+def _format(claim: C) -> tuple[str, list[tuple[int, int]]]:
+    """The claim's text and the spans of its fields in it."""
+    values = claim.values()
+    values = values if isinstance(values, tuple) else (values,)
+    text, fields, i = "", [], 0
+    for literal, name, spec, conv in string.Formatter().parse(norm(claim.template)):
+        text += literal
+        if name is not None:
+            assert name == "", f"use positional fields only: {claim.template!r}"
+            piece = norm(format(values[i], spec))
+            fields.append((len(text), len(text) + len(piece)))
+            text += piece
+            i += 1
+    assert i == len(values), f"{claim.template!r}: {i} fields, {len(values)} values"
+    return text, fields
+
+
+def _what_the_prose_says(template: str, body: str) -> list[str]:
+    pattern = "".join(re.escape(lit) + ("(.{1,40}?)" if name is not None else "")
+                      for lit, name, _, _ in string.Formatter().parse(norm(template)))
+    return [m.group(0) for m in re.finditer(pattern, body)]
+
+
+def _blank_code(text: str) -> str:
+    return re.sub(r"```.*?```|`[^`]*`", lambda m: " " * len(m.group()), text, flags=re.S)
+
+
+@pytest.mark.parametrize("nb, cell_id", list(CLAIMS), ids=[f"{nb}-{c}" for nb, c in CLAIMS])
+def test_each_claim_equals_its_data(nb, cell_id):
+    body = markdown(nb, cell_id)
+    wrong = []
+    for claim in CLAIMS[nb, cell_id]:
+        text, _ = _format(claim)
+        if text not in body:
+            said = _what_the_prose_says(claim.template, body)
+            wrong.append(f"  the data gives: {text!r}\n  the cell says:  {said[0] if said else '(no such sentence)'!r}")
+    assert not wrong, f"notebook {nb}, cell {cell_id}: prose differs from its data\n" + "\n".join(wrong)
+
+
+@pytest.mark.parametrize("nb", list(NOTEBOOKS))
+def test_every_number_in_the_markdown_is_claimed_or_exempt(nb):
+    assert all(k in NOTEBOOKS for k, _ in list(CLAIMS) + list(EXEMPT))
+    unaccounted, unused = [], []
+    for c in _notebook(nb)["cells"]:
+        if c["cell_type"] != "markdown":
+            continue
+        body = norm("".join(c["source"]))
+        covered = []
+        for claim in CLAIMS.get((nb, c["id"]), []):
+            text, fields = _format(claim)
+            for m in re.finditer(re.escape(text), body):
+                covered += [(m.start() + a, m.start() + b) for a, b in fields]
+        exempt = {t: why for key, why in EXEMPT.get((nb, c["id"]), {}).items() for t in key.split(", ")}
+        used = set()
+        for m in TOKEN.finditer(_blank_code(body)):
+            tok = m.group()
+            if not needs_a_source(tok) or any(a < m.end() and m.start() < b for a, b in covered):  # a field makes it
+                continue
+            if tok in exempt:
+                used.add(tok)
+            else:
+                unaccounted.append(f"  cell {c['id']}: {tok!r} in ...{body[max(0, m.start() - 50):m.end() + 30]}...")
+        unused += [f"  cell {c['id']}: {t!r} ({exempt[t]})" for t in exempt if t not in used]
+    for key in [k for k in list(CLAIMS) + list(EXEMPT) if k[0] == nb]:
+        cell(*key)  # every registered cell still exists
+    assert not unaccounted, (f"notebook {nb}: numbers that no claim computes and no exemption names (add a claim to "
+                             "CLAIMS, or an exemption with its reason to EXEMPT):\n" + "\n".join(unaccounted))
+    assert not unused, f"notebook {nb}: exemptions no longer used (remove them):\n" + "\n".join(unused)
