@@ -35,3 +35,17 @@ def pytest_make_collect_report(collector):
     if report.skipped and in_ci():
         _skip_to_failure(report)
     return report
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless chromium (Debian's, see ``browsing.py``) for every browser test of this process;
+    each test opens its own page or context, so no state leaks between them."""
+    from playwright.sync_api import sync_playwright
+
+    from browsing import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from test_browser import CHROMIUM, CHROMIUM_ARGS, free_port
+from browsing import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,46 +43,50 @@ def playground(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def test_sliders_and_run_in_the_browser(playground, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors, remote = [], []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("request", lambda r: r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:"))
-                or remote.append(r.url))
-        try:
-            page.goto(playground)
-            page.wait_for_selector(".widget-slider .noUi-handle", timeout=180_000)
-            assert "import ipywidgets" not in page.inner_text("body")  # no code shows
-            assert page.locator(".cm-editor, .CodeMirror").count() == 0
-            summary = page.locator(".widget-html-content:has-text('of the optimum')").first
-            summary.wait_for(timeout=60_000)
-            before = summary.inner_text()
-            image_before = page.locator(".widget-output img").first.get_attribute("src")
-            assert "Leaky ReLU" in before and "ProxyGrad" in before, before
-            handle = page.locator(".widget-slider:has-text('backward slope') .noUi-handle").first
-            handle.focus()
-            t0 = time.perf_counter()
-            page.keyboard.press("ArrowLeft")  # one step: 0.6 -> 0.55, as a released slider
-            page.wait_for_function(  # the Output is cleared and refilled: look the image up each time
-                "(old) => { const i = document.querySelector('.widget-output img'); return i && i.getAttribute('src') !== old; }",
-                arg=image_before, timeout=60_000)
-            seconds = time.perf_counter() - t0
-            after = summary.inner_text()
-            assert after != before and "ProxyGrad 0.55" in after, (before, after)
-            print(f"slider release to redrawn figure: {seconds:.2f} s")
-            page.locator("button:has-text('Run')").first.click()
-            status = page.locator(".widget-html-content:has-text('original-network logit')").first
-            status.wait_for(timeout=120_000)
-            assert page.locator(".widget-output img").count() >= 2  # the toy figure and the AM image
-            assert errors == [] and remote == [], (errors, remote)
-        finally:
-            page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
-            print(f"screenshot: {tmp_path / 'playground.png'}")
-            browser.close()
+def test_sliders_and_run_in_the_browser(playground, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors, remote = [], []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:"))
+            or remote.append(r.url))
+    try:
+        page.goto(playground)
+        page.wait_for_selector(".widget-slider .noUi-handle", timeout=180_000)
+        assert "import ipywidgets" not in page.inner_text("body")  # no code shows
+        assert page.locator(".cm-editor, .CodeMirror").count() == 0
+        summary = page.locator(".widget-html-content:has-text('of the optimum')").first
+        summary.wait_for(timeout=60_000)
+        before = summary.inner_text()
+        image_before = page.locator(".widget-output img").first.get_attribute("src")
+        assert "Leaky ReLU" in before and "ProxyGrad" in before, before
+        handle = page.locator(".widget-slider:has-text('backward slope') .noUi-handle").first
+        handle.focus()
+        t0 = time.perf_counter()
+        page.keyboard.press("ArrowLeft")  # one step: 0.6 -> 0.55, as a released slider
+        page.wait_for_function(  # the Output is cleared and refilled: look the image up each time
+            "(old) => { const i = document.querySelector('.widget-output img'); return i && i.getAttribute('src') !== old; }",
+            arg=image_before, timeout=60_000)
+        seconds = time.perf_counter() - t0
+        after = summary.inner_text()
+        assert after != before and "ProxyGrad 0.55" in after, (before, after)
+        print(f"slider release to redrawn figure: {seconds:.2f} s")
+        image_one = page.locator(".widget-output img").first.get_attribute("src")
+        for _ in range(5):  # a quick burst, 0.55 -> 0.3: the figure ends at the final value, no stale queue
+            page.keyboard.press("ArrowLeft")
+        page.locator(".widget-html-content:has-text('ProxyGrad 0.3')").first.wait_for(timeout=60_000)
+        time.sleep(3)  # a queued rerun of 0.5 ... 0.35 would replace it now
+        burst = summary.inner_text()
+        assert "ProxyGrad 0.3 " in burst or "ProxyGrad 0.3:" in burst, burst
+        assert page.locator(".widget-output img").first.get_attribute("src") != image_one
+        page.locator("button:has-text('Run')").first.click()
+        status = page.locator(".widget-html-content:has-text('original-network logit')").first
+        status.wait_for(timeout=120_000)
+        assert page.locator(".widget-output img").count() >= 2  # the toy figure and the AM image
+        assert errors == [] and remote == [], (errors, remote)
+    finally:
+        page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
+        print(f"screenshot: {tmp_path / 'playground.png'}")
+        page.close()
 
 
 def test_a_model_that_cannot_load_is_one_line_in_the_playground(monkeypatch):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from test_browser import CHROMIUM, CHROMIUM_ARGS
+import browsing  # noqa: F401  (skips this file without chromium)
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "build" / "book"
@@ -23,16 +23,6 @@ def book():
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert (BOOK / "index.html").exists()
     return BOOK
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def visit(browser, path):
