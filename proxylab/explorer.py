@@ -20,7 +20,7 @@ from torch import nn
 from torchvision.transforms import v2 as T
 
 from . import am
-from .widgets import safely
+from .widgets import Rerun, safely
 
 SAMPLE_IMAGES = {"Grace Hopper": "grace_hopper.jpg", "gift pack": "Minduka_Present_Blue_Pack.png",
                  "matplotlib logo": "logo2.png"}
@@ -125,8 +125,9 @@ class Explorer:
         self.am_view = W.Image(format="png", width=160)
         self.top_view = W.Image(format="png")
         self.status = W.HTML()
-        self.image.observe(lambda c: safely(self.update_grid, self.status), names="value")
-        self.layer.observe(lambda c: safely(self.update_grid, self.status), names="value")
+        self.regrid = Rerun(self.update_grid, self.status)  # a burst of picks redraws once, for the last
+        self.image.observe(self.regrid, names="value")
+        self.layer.observe(self.regrid, names="value")
         self.upload.observe(lambda c: safely(self.add_upload, self.status), names="value")
         self.button.on_click(lambda b: safely(self.visualize_channel, self.status))
         self.widget = W.VBox([

@@ -2,7 +2,10 @@
 ipywidgets only draws it."""
 from __future__ import annotations
 
+import asyncio
+import base64
 import html
+import io
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
@@ -32,12 +35,61 @@ def safely(action, status: W.HTML):
         return None
 
 
+def kernel_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop of the Jupyter kernel this code runs in, or None outside a kernel (another
+    library's loop, such as a browser driver's in a test process, does not count)."""
+    from IPython import get_ipython
+
+    if getattr(get_ipython(), "kernel", None) is None:
+        return None
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class Rerun:
+    """A widget callback that a burst of changes runs once, with the final values.
+
+    Inside a kernel (JupyterLab, Voilà: :func:`kernel_loop`) a change schedules ``action``
+    ``delay`` seconds later and cancels the one still pending, so several quick key presses on a slider
+    make one rerun at the last value instead of a queue of stale ones; changes that arrive while a rerun
+    computes are queued by the kernel and coalesce into one more. Outside a kernel (plain Python,
+    tests that set ``.value``) ``action`` runs at once. Errors become one line in ``status``
+    (:func:`safely`).
+    """
+
+    def __init__(self, action, status: W.HTML, delay: float = 0.25):
+        self.action, self.status, self.delay = action, status, delay
+        self.pending: asyncio.TimerHandle | None = None
+        self.runs = 0  # how many times action ran: what the coalescing saves is countable
+
+    def __call__(self, change=None) -> None:
+        loop = kernel_loop()
+        if loop is None:
+            self.fire()
+            return
+        if self.pending is not None:
+            self.pending.cancel()
+        self.pending = loop.call_later(self.delay, self.fire)
+
+    def fire(self) -> None:
+        self.pending = None
+        self.runs += 1
+        safely(self.action, self.status)
+
+
 def show_figure(output: W.Output, fig):
-    """Replace what ``output`` shows by ``fig`` (then closed, so it is not drawn twice); returns fig."""
-    output.clear_output(wait=True)
-    with output:
-        display(fig)
+    """Replace what ``output`` shows by ``fig`` as a PNG (then closed, so it is not drawn twice);
+    returns fig. The PNG is set on the widget's model directly rather than captured with
+    ``with output:``, which routes by the message being answered and so misses when the draw runs
+    later than the change that asked for it (a coalesced :class:`Rerun`)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
     plt.close(fig)
+    output.outputs = ({"output_type": "display_data", "metadata": {},
+                       "data": {"image/png": base64.b64encode(buf.getvalue()).decode("ascii"),
+                                "text/plain": repr(fig)}},)
     return fig
 
 
@@ -75,8 +127,9 @@ class ToyExplorer:
         self.seed, self.three_way = seed, three_way
         self.output = W.Output()
         self.summary = W.HTML()
+        self.rerun = Rerun(self.update, self.summary)
         for slider in self.sliders.values():
-            slider.observe(lambda change: safely(self.update, self.summary), names="value")
+            slider.observe(self.rerun, names="value")
         self.widget = W.VBox([W.HTML(f"<b>{self.title}</b>"), W.HBox(list(self.sliders.values())),
                               self.summary, self.output])
         self.results: dict[str, toys.ToyResult] = {}
@@ -130,7 +183,8 @@ class GaussianExplorer:
                                     continuous_update=False)
         self.output = W.Output()
         self.summary = W.HTML()
-        self.slider.observe(lambda change: safely(self.update, self.summary), names="value")
+        self.rerun = Rerun(self.update, self.summary)
+        self.slider.observe(self.rerun, names="value")
         self.widget = W.VBox([self.slider, self.summary, self.output])
         self.update()
 

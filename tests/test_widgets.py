@@ -66,3 +66,47 @@ def test_an_error_in_a_callback_is_one_line_in_the_widget_not_a_traceback(monkey
     assert "error: a &lt;broken&gt; run" in e.summary.value  # escaped, one line
     with pytest.raises(ValueError):  # the method itself still raises for code that calls it
         e.update()
+
+
+def test_a_burst_of_slider_moves_in_a_kernel_reruns_once_with_the_last_value(monkeypatch):
+    """In a kernel (its asyncio loop), four quick moves make one rerun, at the final value; a move
+    after the rerun makes one more."""
+    import asyncio
+
+    from proxylab import widgets
+
+    monkeypatch.setattr(widgets, "kernel_loop", asyncio.get_running_loop)  # as in a kernel: its loop
+    e = toy_explorer("local_maxima", a=0.1, b=0.5, backward=0.6, steps=30)
+    first = e.results
+
+    async def move_quickly():
+        for value in (0.55, 0.5, 0.45, 0.4):
+            e.sliders["backward"].value = value
+            await asyncio.sleep(0.02)  # faster than the rerun's delay: still one burst
+        assert e.results is first and e.rerun.runs == 0  # nothing ran yet: no stale rerun is queued
+        await asyncio.sleep(e.rerun.delay * 3)
+        assert e.rerun.runs == 1 and list(e.results) == ["Leaky ReLU 0.1", "ProxyGrad 0.4 (fwd 0.1)"]
+        e.sliders["backward"].value = 0.35
+        await asyncio.sleep(e.rerun.delay * 3)
+        assert e.rerun.runs == 2 and "ProxyGrad 0.35 (fwd 0.1)" in e.results
+
+    asyncio.run(move_quickly())
+    alone = toy_explorer("local_maxima", a=0.1, b=0.5, backward=0.35, steps=30).results
+    assert e.results["ProxyGrad 0.35 (fwd 0.1)"].fraction == alone["ProxyGrad 0.35 (fwd 0.1)"].fraction
+
+
+def test_outside_a_kernel_a_move_reruns_at_once_even_under_another_event_loop():
+    import asyncio
+
+    from proxylab.widgets import kernel_loop
+
+    e = toy_explorer("race", a=0.0, backward=0.5, steps=20)
+    e.sliders["backward"].value = 0.4
+    assert e.rerun.runs == 1 and e.rerun.pending is None and "ProxyGrad 0.4" in e.results
+
+    async def inside_a_loop():  # a browser driver's loop in the same process is not a kernel's
+        assert kernel_loop() is None
+        e.sliders["backward"].value = 0.3
+        assert e.rerun.runs == 2 and "ProxyGrad 0.3" in e.results
+
+    asyncio.run(inside_a_loop())
