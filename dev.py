@@ -5,7 +5,10 @@
     python3 dev.py test    # create .venv if needed, then run every test (unit tests + nbval)
 
 Extra arguments after ``test`` go to pytest (``python3 dev.py test tests/test_proxygrad.py``).
-The test command runs in quick mode (PROXYLAB_QUICK=1) unless that variable is already set.
+The test command runs in quick mode (PROXYLAB_QUICK=1) unless that variable is already set. The
+whole suite (no extra arguments) runs on one pytest-xdist worker per core (at most 4; set
+PROXYLAB_TEST_WORKERS=1 for one process), each test file or notebook whole on one worker, with one
+torch thread per worker.
 
 For maintainers:
 
@@ -185,6 +188,11 @@ def main(argv: list[str]) -> int:
     else:
         env.setdefault("PROXYLAB_QUICK", "1")
         cmd = [str(PY), "-m", "pytest", *argv[1:]]
+        if len(argv) == 1:  # the whole suite: one worker per core, each test file (a notebook) whole on one
+            workers = max(1, min(int(env.get("PROXYLAB_TEST_WORKERS", os.cpu_count() or 1)), 4))
+            if workers > 1:
+                cmd += ["-n", str(workers), "--dist", "loadfile", "--durations", "15"]
+                env.setdefault("OMP_NUM_THREADS", "1")  # two workers of two torch threads on two cores thrash
     return subprocess.call(cmd, cwd=ROOT, env=env)
 
 
