@@ -35,9 +35,9 @@ def safely(action, status: W.HTML):
         return None
 
 
-def kernel_loop() -> asyncio.AbstractEventLoop | None:
-    """The event loop of the Jupyter kernel this code runs in, or None outside a kernel (another
-    library's loop, such as a browser driver's in a test process, does not count)."""
+def kernel_loop():
+    """The (asyncio) event loop of the Jupyter kernel this code runs in, or None outside a kernel
+    (another library's loop, such as a browser driver's in a test process, does not count)."""
     from IPython import get_ipython
 
     if getattr(get_ipython(), "kernel", None) is None:

@@ -104,6 +104,14 @@ def test_slope_sweep_shape_and_trend():
     assert torch.all(fr[1] > fr[0])
 
 
+def test_slope_sweep_is_run_toy_for_each_slope_and_seed():
+    make = lambda s: toys.conv_problem(f"proxygrad:{s}")  # noqa: E731
+    fr = toys.slope_sweep(make, [0.3, 0.6], steps=60, seeds=(0, 1, 2), lr=0.3, size=12)
+    alone = torch.tensor([[toys.run_toy(make(s), 60, lr=0.3, size=12, seed=seed).fraction for seed in (0, 1, 2)]
+                          for s in (0.3, 0.6)])
+    assert torch.allclose(fr, alone, atol=1e-6) and len(set(fr.flatten().tolist())) == 6
+
+
 def test_normalized_step_length_and_dead_gradient():
     x = torch.zeros(2, 1, 4, 4)
     grad = torch.zeros_like(x)
