@@ -175,6 +175,42 @@ def toy_explorer(problem: str = "local_maxima", **kwargs) -> ToyExplorer:
     return ToyExplorer(problem, **kwargs)
 
 
+class ToyTabs:
+    """One tab per toy problem, each a :class:`ToyExplorer` built the first time its tab is shown,
+    so a page is usable once the first problem has run (the playground opens in a few seconds).
+
+    Args:
+        problems: the problems, in tab order (default: all of :data:`PROBLEMS`).
+        **kwargs: passed to every :class:`ToyExplorer` (``three_way``, ``steps`` ...).
+    """
+
+    def __init__(self, problems=None, **kwargs):
+        self.problems = list(problems or PROBLEMS)
+        self.kwargs = kwargs
+        self.explorers: dict[str, ToyExplorer] = {}
+        self.tabs = W.Tab(children=[W.VBox() for _ in self.problems])
+        for i, key in enumerate(self.problems):
+            self.tabs.set_title(i, PROBLEMS[key][0].split(":")[0])
+        self.status = W.HTML()
+        self.tabs.observe(lambda change: safely(lambda: self.show(change["new"]), self.status),
+                          names="selected_index")
+        self.widget = W.VBox([self.tabs, self.status])
+        self.show(0)
+
+    def show(self, index: int | None) -> None:
+        """Build the explorer of tab ``index`` if it is not built yet."""
+        if index is None:
+            return
+        key = self.problems[index]
+        if key not in self.explorers:
+            self.explorers[key] = ToyExplorer(key, **self.kwargs)
+            self.tabs.children = tuple(self.explorers[k].widget if k in self.explorers else child
+                                       for k, child in zip(self.problems, self.tabs.children))
+
+    def _ipython_display_(self):
+        display(self.widget)
+
+
 class GaussianExplorer:
     """A slope slider that moves the density of LReLU_a(X), X ~ N(0, 1), with mean and std."""
 
@@ -202,12 +238,23 @@ class GaussianExplorer:
 
 class AMExplorer:
     """Class, activation kind and slope pickers with a Run button: AM on a real model, showing
-    the image and the original network's logit over the steps."""
+    the image and the original network's logit over the steps.
+
+    Args:
+        model: the network, or a function of no arguments that loads it; a loader runs at the first
+            Run (a page that never runs AM never pays for the model: the playground in a classroom),
+            and an error while loading is one line in the status, like any other.
+        classes, steps, size, slope: the pickers' choices and starting values.
+    """
 
     def __init__(self, model, classes=None, steps: int = 20, size: int = 128, slope: float = 0.05):
+        from torch import nn
+
         from .models import PAPER_CLASSES
 
-        self.model, self.size = model, size
+        self._model = model if isinstance(model, nn.Module) else None
+        self._load = None if isinstance(model, nn.Module) else model
+        self.size = size
         style = {"description_width": "initial"}
         self.cls = W.Dropdown(options=list(classes or PAPER_CLASSES), description="class", style=style)
         self.kind = W.Dropdown(options=["relu", "leaky", "proxygrad"], value="proxygrad",
@@ -229,13 +276,22 @@ class AMExplorer:
             return "relu"
         return f"{self.kind.value}:{self.slope.value:g}"
 
+    @property
+    def model(self):
+        """The network, loaded by the loader on first use."""
+        if self._model is None:
+            self.status.value = "loading the model (first run only) ..."
+            self._model = self._load()
+        return self._model
+
     def run(self):
         """Run AM at the current settings and redraw; returns the :class:`proxylab.am.AMResult`."""
         from . import am, models
 
         index = models.class_index(self.cls.value)
+        model = self.model
         self.status.value = f"running {self.spec()} on {self.cls.value} ..."
-        self.result = am.visualize(self.model, [index], self.spec(), steps=self.steps.value,
+        self.result = am.visualize(model, [index], self.spec(), steps=self.steps.value,
                                    size=self.size, progress=False)
         logit = self.result.final[0].item()
         self.status.value = f"{self.cls.value}, {self.spec()}: original-network logit <b>{logit:.2f}</b>"

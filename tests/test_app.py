@@ -81,7 +81,7 @@ def test_sliders_and_run_in_the_browser(playground, browser, tmp_path):
         page.locator("button:has-text('Run')").first.click()
         status = page.locator(".widget-html-content:has-text('original-network logit')").first
         status.wait_for(timeout=120_000)
-        assert page.locator(".widget-output img").count() >= 2  # the toy figure and the AM image
+        page.locator(".widget-output img").nth(1).wait_for(timeout=60_000)  # the toy figure and the AM image
         assert errors == [] and remote == [], (errors, remote)
     finally:
         page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
@@ -89,23 +89,54 @@ def test_sliders_and_run_in_the_browser(playground, browser, tmp_path):
         page.close()
 
 
-def test_a_model_that_cannot_load_is_one_line_in_the_playground(monkeypatch):
+def run_playground(monkeypatch):
+    """The playground's code cells, executed here as Voilà would (no display)."""
     import json
 
     import matplotlib
 
     matplotlib.use("Agg")
-    from proxylab import models
-
-    def unavailable(*a, **kw):
-        raise models.ModelUnavailable("could not load the weights (offline)")
-
-    monkeypatch.setattr(models, "imagenet_model", unavailable)
     monkeypatch.setattr("IPython.display.display", lambda *a, **kw: None)
     nb = json.loads((ROOT / "app" / "playground.ipynb").read_text())
     scope = {}
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":
             exec("".join(cell["source"]), scope)
-    assert scope["am_panel"].value == '<span style="color:#b00020">error: could not load the weights (offline)</span>'
-    assert len(scope["toys"]) == 4  # the toy problems still work
+    return scope
+
+
+def test_a_model_that_cannot_load_is_one_line_in_the_playground(monkeypatch):
+    from proxylab import models
+
+    def unavailable(*a, **kw):
+        raise models.ModelUnavailable("could not load the weights (offline)")
+
+    monkeypatch.setattr(models, "imagenet_model", unavailable)
+    scope = run_playground(monkeypatch)
+    assert scope["am_panel"].status.value == ""  # nothing is loaded until the first Run
+    scope["am_panel"].button.click()
+    assert scope["am_panel"].status.value == '<span style="color:#b00020">error: could not load the weights (offline)</span>'
+    assert "local_maxima" not in scope["toys"].explorers  # the toy tabs still work
+    scope["toys"].tabs.selected_index = 2
+    assert scope["toys"].explorers["local_maxima"].results
+
+
+def test_the_playground_loads_the_network_at_the_first_run_only(monkeypatch):
+    from proxylab import models
+
+    loads = []
+    real = models.imagenet_model
+
+    def counted(*a, **kw):
+        loads.append(a)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(models, "imagenet_model", counted)
+    scope = run_playground(monkeypatch)
+    toys = scope["toys"]
+    assert loads == [] and list(toys.explorers) == ["sparse"]  # opening the page runs one toy, loads no model
+    panel = scope["am_panel"]
+    panel.steps.value = 2
+    panel.button.click()
+    panel.button.click()
+    assert len(loads) == 1 and "original-network logit" in panel.status.value

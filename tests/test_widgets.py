@@ -68,6 +68,27 @@ def test_an_error_in_a_callback_is_one_line_in_the_widget_not_a_traceback(monkey
         e.update()
 
 
+def in_own_loop(coroutine_function):
+    """Run ``coroutine_function()`` to its end on a new event loop in its own thread (this thread may
+    hold another library's loop, e.g. the browser tests' playwright); re-raise what it raised."""
+    import asyncio
+    import threading
+
+    failure = []
+
+    def target():
+        try:
+            asyncio.run(coroutine_function())
+        except BaseException as err:  # noqa: BLE001 - handed to the test's thread
+            failure.append(err)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
 def test_a_burst_of_slider_moves_in_a_kernel_reruns_once_with_the_last_value(monkeypatch):
     """In a kernel (its asyncio loop), four quick moves make one rerun, at the final value; a move
     after the rerun makes one more."""
@@ -90,7 +111,7 @@ def test_a_burst_of_slider_moves_in_a_kernel_reruns_once_with_the_last_value(mon
         await asyncio.sleep(e.rerun.delay * 3)
         assert e.rerun.runs == 2 and "ProxyGrad 0.35 (fwd 0.1)" in e.results
 
-    asyncio.run(move_quickly())
+    in_own_loop(move_quickly)
     alone = toy_explorer("local_maxima", a=0.1, b=0.5, backward=0.35, steps=30).results
     assert e.results["ProxyGrad 0.35 (fwd 0.1)"].fraction == alone["ProxyGrad 0.35 (fwd 0.1)"].fraction
 
@@ -109,4 +130,4 @@ def test_outside_a_kernel_a_move_reruns_at_once_even_under_another_event_loop():
         e.sliders["backward"].value = 0.3
         assert e.rerun.runs == 2 and "ProxyGrad 0.3" in e.results
 
-    asyncio.run(inside_a_loop())
+    in_own_loop(inside_a_loop)
