@@ -63,7 +63,7 @@ def graded():
     nb = json.loads(path.read_text())
     for cell in nb["cells"]:
         if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "nb01-ex1-solution":
-            cell["source"] = ["x0 = toys.random_image(16, seed=3)\n", 'predicted = "about half"\n']
+            cell["source"] = ["def predicted_fraction(x0):\n", '    return "about half"\n']
     path.write_text(json.dumps(nb))
     res = subprocess.run([str(Path(sys.executable).parent / "nbgrader"), "autograde", "notebooks", "--create", "--force"],
                          cwd=ROOT, env=env(), capture_output=True, text=True, timeout=1200)
@@ -106,7 +106,7 @@ def test_a_wrongly_typed_answer_gets_the_tests_message(graded):
                 if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "nb01-ex1-test")
     errors = [o for o in cell["outputs"] if o["output_type"] == "error"]
     assert errors and errors[0]["ename"] == "AssertionError"
-    assert "predicted should be a float" in errors[0]["evalue"]
+    assert "predicted_fraction should return a float" in errors[0]["evalue"]
     assert scores["wrongtype"][GRADED[0]] == points(ROOT / "notebooks" / GRADED[0]) - 2
 
 
@@ -129,3 +129,229 @@ def test_self_contained_exercises_pass_for_the_teacher_and_fail_as_released(grad
         assert points(teacher) >= 4, name
         assert Validator().validate(str(teacher)) == {}, f"{name}: a test fails on the teacher's answers"
         assert Validator(invert=True).validate(str(blank)) == {}, f"{name}: a test passes with no answer"
+
+
+# ---- the exercises' tests themselves, cheaply: each notebook's set-up (import) cells and its exercise
+# cells, with some answers replaced, run in ONE kernel per test (no lecture, no nbgrader gradebook)
+
+def _source(cell) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def _grade_id(cell) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def setup_cells(nb: dict) -> list:
+    """The code cells before the first section heading: the imports and ``proxylab.setup``. None for a
+    cells-only notebook, whose exercises import what they need."""
+    if nb["metadata"].get("proxylab", {}).get("grade_exercise_cells_only"):
+        return []
+    cells = []
+    for c in nb["cells"][1:]:
+        if c["cell_type"] == "markdown" and _source(c).lstrip().startswith("## "):
+            return cells
+        if c["cell_type"] == "code":
+            cells.append(c)
+    raise AssertionError("no section heading after the set-up cells")
+
+
+def exercises(nb: dict) -> list[tuple[dict, dict]]:
+    """(answer cell, test cell) pairs in order: every graded test cell follows its answer cell."""
+    cells = nb["cells"]
+    pairs = [(cells[i - 1], c) for i, c in enumerate(cells) if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    assert all(a["metadata"]["nbgrader"].get("solution") for a, _ in pairs)
+    return pairs
+
+
+def released(test_source: str) -> str:
+    """A test cell as the students' edition has it: the hidden tests cut out."""
+    out, hidden = [], False
+    for line in test_source.splitlines(keepends=True):
+        if "### BEGIN HIDDEN TESTS" in line:
+            hidden = True
+        elif "### END HIDDEN TESTS" in line:
+            hidden = False
+        elif not hidden:
+            out.append(line)
+    return "".join(out)
+
+
+def run_cells(sources: list[str], timeout: int = 300) -> list[dict | None]:
+    """Runs code cells in one fresh kernel (errors do not stop it); each cell's error output or None."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT)}}).execute()
+    return [next((o for o in c.outputs if o.output_type == "error"), None) for c in nb.cells]
+
+
+def run_variants(variants: dict[str, list[tuple[str, str]]], notebooks: Path | None = None) -> dict:
+    """``variants``: notebook name -> [(answer cell's grade_id, replacement answer source)]. For each
+    variant: the notebook's set-up cells once, then the replacement answer and its test cell, in full
+    (with its hidden tests) and as released. Returns {(name, grade_id, i): (full error, released error)}."""
+    folder = notebooks or ROOT / "notebooks"
+    sources, where = [], {}
+    for name, answers in variants.items():
+        nb = json.loads((folder / name).read_text())
+        sources += [_source(c) for c in setup_cells(nb)]
+        tests = {_grade_id(a): _source(t) for a, t in exercises(nb)}
+        for i, (grade_id, answer) in enumerate(answers):
+            where[name, grade_id, i] = len(sources)
+            sources += [answer, tests[grade_id], answer, released(tests[grade_id])]
+    errors = run_cells(sources)
+    variant_cells = {k + d for k in where.values() for d in range(4)}
+    failed = [sources[k] for k in range(len(sources)) if k not in variant_cells and errors[k]]
+    assert not failed, f"a set-up cell fails: {failed[0][:200]}"
+    for (name, grade_id, _), k in where.items():
+        assert errors[k] is None and errors[k + 2] is None, f"{name} {grade_id}: the answer cell itself fails: {errors[k]}"
+    return {key: (errors[k + 1], errors[k + 3]) for key, k in where.items()}
+
+
+def _fraction_at(seed: int) -> float:
+    from proxylab import toys
+    return (toys.random_image(16, seed=seed) > 0).float().mean().item()
+
+
+def _leaky_steps(a: float) -> int:
+    from proxylab import toys
+    return toys.run_toy(toys.sum_problem(f"leaky:{a}"), steps=800).steps_to(0.99)
+
+
+def _numbers(x: float) -> list[str]:
+    """The ways a message could print the value x."""
+    return sorted({f"{x:.{d}f}" for d in (2, 3, 4)} | {f"{x:.3g}", repr(x)})
+
+
+def test_no_failure_message_gives_the_expected_answer():
+    """A wrong answer gets a message that helps (which way it is off, which idea to use) without
+    printing the value the test expects: with the value in the message, the student would copy it."""
+    from proxylab import gaussian, toys
+    from proxylab.runner import shipped
+
+    reached03 = toys.run_toy(toys.local_maxima_problem("leaky:0.2", b=0.5), steps=400,
+                             x0=toys.random_image(16, seed=0)).fraction
+    relu_var = gaussian.closed_form(0.0)["var"]
+    row = shipped("figure2")["summary"]["paper/proxygrad/step500"]
+    best = max((s for s in row["slopes"] if s > 0), key=lambda s: row["mean"][row["slopes"].index(s)])
+    gain = row["mean"][row["slopes"].index(best)] - row["mean"][0]
+    # (answer's grade_id, a wrong answer, the expected values its message must not show)
+    wrong = {
+        "01_sparse_gradients.ipynb": [
+            ("nb01-ex1-solution", "def predicted_fraction(x0):\n    return 0.9\n", _numbers(_fraction_at(3))),
+            ("nb01-ex1-solution", "def predicted_fraction(x0):\n    return 0.1\n", _numbers(_fraction_at(3)))],
+        "02_race_of_patterns.ipynb": [
+            ("nb02-ex1-solution", "def steps_to_cross_zero(x, a, lr):\n    return 10\n", ["11"]),
+            ("nb02-ex2-solution", "def fastest_first(slopes):\n    return sorted(slopes)\n",
+             [str(_leaky_steps(a)) for a in (0.3, 2.0, 0.1, 1.0)] + ["[2.0, 1.0, 0.3, 0.1]"])],
+        "03_local_maxima.ipynb": [
+            ("nb03-ex1-solution", "def predicted_fraction(x0, a, b):\n    return 0.5\n", _numbers(reached03))],
+        "04_proxygrad.ipynb": [
+            ("nb04-ex1-solution", "def whitens(a_b, b, c):\n    return b < a_b < 1 / b\n", ["True", "False", "0.25 <", "< 4"])],
+        "05_leaky_relu_statistics.ipynb": [
+            ("nb05-ex1-solution", "def slope_for_ratio(k):\n    return 0.5\n", _numbers(0.6367040337739533)),
+            ("nb05-ex2-solution", "def dvar_da(a):\n    return 1.0\n", _numbers(1 / 3.141592653589793) + ["π", "pi"])],
+        "06_class_visualization.ipynb": [
+            ("nb06-ex2-solution", "def best_of(row):\n    return 0.3, 1.0\n",
+             [repr(best), f"{gain:.1f}", f"{gain:.2f}", str(row["mean"][1])])],
+        "07_classification_training.ipynb": [
+            ("nb07-ex2-solution", "import statistics\ndef table_cell(acc):\n"
+             "    return f'{statistics.mean(acc):.1f}±{statistics.pstdev(acc):.1f} (n={len(acc)})'\n", ["±2.0", "is 2.0"])],
+    }
+    results = run_variants({name: [(g, s) for g, s, _ in v] for name, v in wrong.items()})
+    for name, cases in wrong.items():
+        for i, (grade_id, _, values) in enumerate(cases):
+            full, shown = results[name, grade_id, i]
+            assert shown is not None, f"{name} {grade_id}: the wrong answer passes the released test"
+            assert shown["ename"] == "AssertionError", (name, grade_id, shown["ename"], shown["evalue"])
+            leaked = [v for v in values if v in shown["evalue"]]
+            assert not leaked, f"{name} {grade_id}: the message {shown['evalue']!r} shows the expected {leaked}"
+            assert full is not None, f"{name} {grade_id}: the wrong answer passes the hidden tests"
+
+
+SIMULATION = """def steps_to_cross_zero(x, a, lr):
+    n = 0
+    while x < 0:
+        x += a * lr
+        n += 1
+    return n
+"""
+
+
+def test_a_correct_alternative_answer_gets_the_points():
+    """Answers that are right by another method or by a convention the question allows pass every
+    test, the hidden ones included: a step-by-step simulation (float accumulation), the milestones
+    without rounding or truncated, a bisection instead of sympy, ..."""
+    alternatives = {
+        "01_sparse_gradients.ipynb": [
+            ("nb01-ex1-solution", "def predicted_fraction(x0):\n    return float((x0 > 0).sum() / x0.numel())\n")],
+        "02_race_of_patterns.ipynb": [
+            ("nb02-ex1-solution", SIMULATION),
+            ("nb02-ex1-solution", "import math\ndef steps_to_cross_zero(x, a, lr):\n    return math.floor(-x / (a * lr)) + 1\n"),
+            ("nb02-ex2-solution", "def fastest_first(slopes):\n    return sorted(slopes, key=lambda a: -a)\n")],
+        "03_local_maxima.ipynb": [
+            ("nb03-ex1-solution", "def predicted_fraction(x0, a, b):\n"
+             "    g = toys.g_formula(torch.sign(x0), a, b)\n    return (g.sum() / ((1 - a * b) * x0.numel())).item()\n")],
+        "04_proxygrad.ipynb": [
+            ("nb04-ex1-solution", "def whitens(a_b, b, c):\n    return c * a_b - b > 0 and c - a_b * b > 0\n")],
+        "05_leaky_relu_statistics.ipynb": [
+            ("nb05-ex1-solution", "def slope_for_ratio(k):\n    lo, hi = 0.0, 1.0\n"
+             "    target = k * gaussian.closed_form(0.0)['var']\n    for _ in range(60):\n"
+             "        mid = (lo + hi) / 2\n"
+             "        lo, hi = (mid, hi) if gaussian.closed_form(mid)['var'] < target else (lo, mid)\n"
+             "    return (lo + hi) / 2\n"),
+            ("nb05-ex2-solution", "import math\ndef dvar_da(a):\n    return a + (1 - a) / math.pi\n")],
+        "06_class_visualization.ipynb": [
+            ("nb06-ex1-solution", "import statistics\ndef paired_gain(proxy, relu):\n"
+             "    d = [p - r for p, r in zip(proxy.tolist(), relu.tolist())]\n"
+             "    return statistics.mean(d), statistics.stdev(d) / len(d) ** 0.5, sum(x > 0 for x in d)\n"),
+            ("nb06-ex2-solution", "def best_of(row):\n"
+             "    i = max(range(1, len(row['slopes'])), key=lambda j: row['mean'][j])\n"
+             "    return float(row['slopes'][i]), float(row['mean'][i] - row['mean'][row['slopes'].index(0.0)])\n")],
+        "07_classification_training.ipynb": [
+            ("nb07-ex1-solution", "def lr_at(epoch, epochs, lr, milestones=(0.5, 0.75), gamma=0.1):\n"
+             "    return lr * gamma ** sum(epoch > f * epochs for f in milestones)\n"),
+            ("nb07-ex1-solution", "def lr_at(epoch, epochs, lr, milestones=(0.5, 0.75), gamma=0.1):\n"
+             "    return lr * gamma ** sum(epoch > int(f * epochs) for f in milestones)\n")],
+    }
+    results = run_variants(alternatives)
+    for (name, grade_id, i), (full, _) in results.items():
+        assert full is None, f"{name} {grade_id} #{i}: a correct answer fails: {full['ename']}: {full['evalue']}"
+
+
+def test_a_hard_coded_answer_fails_the_hidden_tests():
+    """Hard-coding what the visible test checks passes it (a student sees that case) but not the
+    hidden tests: they try cases the student never saw."""
+    hard = {
+        "01_sparse_gradients.ipynb": [
+            ("nb01-ex1-solution", f"def predicted_fraction(x0):\n    return {_fraction_at(3)!r}\n"),
+            ("nb01-ex2-solution", "import torch\ndef relu_grad(x):\n    return torch.tensor([[0.0, 1.0], [1.0, 0.0]])\n")],
+        "02_race_of_patterns.ipynb": [
+            ("nb02-ex1-solution", "def steps_to_cross_zero(x, a, lr):\n    return 11\n"),
+            ("nb02-ex2-solution", "def fastest_first(slopes):\n    return [2.0, 1.0, 0.3, 0.1]\n")],
+        "03_local_maxima.ipynb": [
+            ("nb03-ex1-solution", "def predicted_fraction(x0, a, b):\n"  # a = 0.2, b = 0.5: g(+1) = 0.9, g(-1) = 0.3
+             f"    return {(_fraction_at(0) * 0.9 + (1 - _fraction_at(0)) * 0.3) / 0.9!r}\n"),
+            ("nb03-ex2-solution", "def a_star(b):\n    return 0.5\n")],
+        "04_proxygrad.ipynb": [
+            ("nb04-ex1-solution", "def whitens(a_b, b, c):\n    return a_b in (0.7, 0.5, 3.0)\n")],
+        "05_leaky_relu_statistics.ipynb": [
+            ("nb05-ex1-solution", f"def slope_for_ratio(k):\n    return {0.6367040337739533!r}\n"),
+            ("nb05-ex2-solution", f"def dvar_da(a):\n    return {1 / 3.141592653589793!r}\n")],
+        "06_class_visualization.ipynb": [
+            ("nb06-ex1-solution", "def paired_gain(proxy, relu):\n    return 1.375, 0.0, 3\n"),
+            ("nb06-ex2-solution", "from proxylab.runner import shipped\ndef best_of(row):\n"
+             "    r = shipped('figure2')['summary']['paper/proxygrad/step500']\n"
+             "    return float(r['best_slope']), float(r['mean'][r['slopes'].index(r['best_slope'])] - r['mean'][0])\n")],
+        "07_classification_training.ipynb": [
+            ("nb07-ex1-solution", "def lr_at(epoch, epochs, lr, milestones=(0.5, 0.75), gamma=0.1):\n"
+             "    return lr if epoch <= 150 else lr / 10\n"),
+            ("nb07-ex2-solution", "def table_cell(acc):\n    return '60.0±2.0 (n=3)' if len(acc) == 3 else '74.8 (n=1)'\n")],
+    }
+    results = run_variants(hard)
+    for (name, grade_id, i), (full, shown) in results.items():
+        assert shown is None, f"{name} {grade_id} #{i}: the hard-coded answer fails the visible test already: {shown}"
+        assert full is not None, f"{name} {grade_id} #{i}: the hard-coded answer passes the hidden tests"
