@@ -9,7 +9,6 @@ import difflib
 from functools import lru_cache
 
 import torch
-import torchvision
 from torch import nn
 
 from .config import device as default_device
@@ -51,6 +50,8 @@ def imagenet_model(name: str = "efficientnet-lite0", device: torch.device | str 
     """
     if name == "resnet18":
         try:
+            import torchvision  # imported when needed: 1.5 s that a page showing only toys need not pay
+
             net = torchvision.models.resnet18(weights=torchvision.models.ResNet18_Weights.IMAGENET1K_V1)
         except Exception as err:  # no internet and nothing in ~/.cache/torch/hub
             raise ModelUnavailable(
@@ -91,6 +92,8 @@ def photo_tensor(array) -> torch.Tensor:
 @lru_cache(maxsize=1)
 def imagenet_classes() -> list[str]:
     """The 1000 ImageNet class names in torchvision's order."""
+    import torchvision
+
     return list(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
 
