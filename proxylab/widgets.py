@@ -59,7 +59,7 @@ class Rerun:
     (:func:`safely`).
     """
 
-    def __init__(self, action, status: W.HTML, delay: float = 0.25):
+    def __init__(self, action, status: W.HTML, delay: float = 0.15):
         self.action, self.status, self.delay = action, status, delay
         self.pending: asyncio.TimerHandle | None = None
         self.runs = 0  # how many times action ran: what the coalescing saves is countable
