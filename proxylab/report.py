@@ -133,8 +133,12 @@ def _table3(t3: dict) -> str:
 
 # What the Table 3 images show (results/table3/table3.png), read by eye: kept beside the numbers.
 TABLE3_READING = ("the images are low-contrast in every row; object parts are recognizable for a few classes in all "
-                  "three rows (cucumbers, a pelican's head, pool balls) and the rest are textures, with no visible "
-                  "ordering from left to right")
+                  "three rows (cucumbers, a pelican's head, the bakery's cakes, pool balls) and the rest are textures, "
+                  "with no visible ordering from left to right. This is a rerun with one torch thread at a clean "
+                  "commit; the first run with two threads, the same computation as Figure 2's regularized 500-step "
+                  "panel at slope 0.05, had ProxyGrad ahead of ReLU for every class: the ascent is sensitive to the "
+                  "order of floating-point sums (the runs part after 2 steps), so one run per class does not settle "
+                  "this comparison, nor Figure 2's at that slope")
 
 
 def _figure3(f3: dict) -> str:

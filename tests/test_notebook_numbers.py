@@ -201,6 +201,12 @@ def t3_all_higher():
     return f"all {k}" if k == len(pg) else f"{k} of {len(pg)}"
 
 
+def t3_paired(spec):
+    """Table 3's ``spec`` against ReLU, paired by class: (mean, se, classes ahead, verdict)."""
+    p = report.paired(t3(spec), t3("relu"))
+    return p["mean"], p["se"], p["ahead"], p["verdict"]
+
+
 def f2(panel: str, slope: float) -> dict:
     """Figure 2's panel ('none/proxygrad/step10') at a slope: mean, paired difference to ReLU, verdict."""
     row = R("figure2")["summary"][panel]
@@ -457,9 +463,14 @@ CLAIMS: dict[tuple[str, str], list[C]] = {
         C("ProxyGrad {:g}, the best regularized", lambda: float(R("table3")["rows"][2]["spec"].split(":")[1])),
         C("and Leaky ReLU {:g}, the least harmful", lambda: float(R("table3")["rows"][1]["spec"].split(":")[1])),
     ],
-    ("06", "6664e80d"): [  # reading Table 3
+    ("06", "6664e80d"): [  # reading Table 3, and the first run that Figure 2 still holds
         C("logit for {} classes (mean {:.1f} against ReLU's {:.1f} and the Leaky ReLU network's {:.1f})",
           lambda: (t3_all_higher(), mean(t3("proxygrad:0.05")), mean(t3("relu")), mean(t3("leaky:0.01")))),
+        C("paired by class {:+.1f} ± {:.1f}, {}", lambda: t3_paired("proxygrad:0.05")[:2] + t3_paired("proxygrad:0.05")[3:]),
+        C("the Leaky ReLU network is {} ReLU ({:+.1f} ± {:.1f}, {} of {})",
+          lambda: ("behind" if t3_paired("leaky:0.01")[3] == "behind" else "?", *t3_paired("leaky:0.01")[:3], len(t3("relu")))),
+        C("had ProxyGrad {} for all {} classes ({:.1f} against ReLU's {:.1f})",
+          lambda: (f2(REG500, 0.05)["verdict"], f2(REG500, 0.05)["ahead"], f2(REG500, 0.05)["mean"], f2(REG500, 0.05)["relu"])),
     ],
     ("06", "8d18478d"): [  # the blur's kernel, from the blur's own formula
         C(r"$\sigma = 0.5$ px ({}-tap kernel [{:.4f}, {:.3f}, {:.3f}, {:.3f}, {:.4f}]",
@@ -513,6 +524,7 @@ CLAIMS: dict[tuple[str, str], list[C]] = {
           lambda: (span(f2_slopes(REG500, "ahead"), "g"), *(f2(REG500, f2_best_ahead(REG500))[k]
                                                             for k in ("mean", "relu", "d", "se", "ahead", "n", "pct")),
                    paper_f2_pct("paper", 500))),
+        C("and there ProxyGrad is {}\n  ({:+.1f} ± {:.1f}, {} of 8)", lambda: (t3_paired("proxygrad:0.05")[3], *t3_paired("proxygrad:0.05")[:3])),
     ],
     ("06", "6c6201d2"): [  # reading Figure 3
         C("But {} runs of the full protocol end *below* the logit of their start image ({:.1f}): ProxyGrad at 1, 3 and 10 "
@@ -622,6 +634,7 @@ EXEMPT: dict[tuple[str, str], dict[str, str]] = {
     ("05", "4a349fd2"): {"0.01": GRID},
     ("06", "5e08d4e8"): {"2–3": "the paper's figure numbers", "-1": "protocol: the image box [-1, 1]"},
     ("06", "10c6efa9"): {"0.05": "protocol: the quick run's Table 3 slope"},
+    ("06", "6664e80d"): {"0.05": "protocol: Table 3's ProxyGrad slope"},
     ("06", "8d18478d"): {"0.5, 0.3": "protocol: the blur widths", "0.05": "protocol: the quick run's slope"},
     ("06", "a1fd3443"): {"0.3": "protocol: an earlier blur width"},
     ("06", "17134ed0"): {"0–0.3": "protocol: Figure 2's slope range"},
