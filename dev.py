@@ -173,24 +173,25 @@ def mutation_modules() -> list[str]:
     return [Path(p).stem for p in config["only_mutate"]]
 
 
-# mutmut's exit codes per mutant (mutmut.stats.status_by_exit_code): a timeout is a mutant the tests
-# noticed (it made them run far longer than the clean run), so it counts as detected
-DETECTED = {1: "killed", 3: "killed", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", 36: "timeout"}
-UNDETECTED = {0: "survived", 5: "no tests", 33: "no tests", None: "not checked"}
+# mutmut's exit codes per mutant (mutmut.stats.status_by_exit_code)
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", None: "not checked",
+          -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", 36: "timeout"}
+COLUMNS = ("killed", "timeout", "survived", "no tests", "not checked")
 
 
 def mutation_report(modules: list[str]) -> tuple[list[tuple[str, str]], list[tuple]]:
-    """Read mutmut's meta files (mutants/proxylab/NAME.py.meta): the mutants no test noticed, as
-    (mutant, status), and one row per module (module, killed, timeout, survived, other, total)."""
+    """Read mutmut's meta files (mutants/proxylab/NAME.py.meta): the mutants that were not killed,
+    as (mutant, status), and one row per module: its counts per status of COLUMNS, then the
+    suspicious ones (crashed workers) and the total."""
     import json
 
     undetected, rows = [], []
     for module in modules:
         meta = MUTANTS / "proxylab" / f"{module}.py.meta"
         codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
-        status = {k: DETECTED.get(v) or UNDETECTED.get(v) or f"suspicious (exit {v})" for k, v in codes.items()}
-        undetected += sorted((k, s) for k, s in status.items() if s not in ("killed", "timeout"))
-        counts = [sum(s == w for s in status.values()) for w in ("killed", "timeout", "survived")]
+        status = {k: STATUS.get(v, f"suspicious (exit {v})") for k, v in codes.items()}
+        undetected += sorted((k, s) for k, s in status.items() if s not in ("killed", "not checked"))
+        counts = [sum(s == c for s in status.values()) for c in COLUMNS]
         rows.append((module, *counts, len(status) - sum(counts), len(status)))
     return undetected, rows
 
@@ -198,8 +199,10 @@ def mutation_report(modules: list[str]) -> tuple[list[tuple[str, str]], list[tup
 def mutate(modules: list[str], env: dict) -> int:
     """Mutation testing: ``mutmut run`` on the mutants of the named modules (all configured ones by
     default; every one of them is run again, so new tests count), at most two workers (a 2-core
-    machine), then the survivors (``mutmut show NAME`` prints a mutant's diff) and the kill rate
-    per module. Quick mode, unit tests only (the selection is in pyproject.toml)."""
+    machine), then the mutants no test killed (``mutmut show NAME`` prints one's diff) and the kill
+    rate per module: killed / checked. A timeout is listed, not counted as killed: on a loaded
+    machine a survivor that runs many slow tests can time out too. Quick mode, unit tests only
+    (the selection is in pyproject.toml)."""
     children = "2"
     if "--max-children" in modules:
         i = modules.index("--max-children")
@@ -216,13 +219,14 @@ def mutate(modules: list[str], env: dict) -> int:
     cmd = [str(BIN / "mutmut"), "run", "--max-children", children, *(f"proxylab.{m}.*" for m in modules)]
     rc = subprocess.call(cmd, cwd=ROOT, env=env)
     undetected, rows = mutation_report(modules)
-    print(f"\n{len(undetected)} mutants no test noticed (python3 -m mutmut show NAME, from {ROOT}, prints one):")
+    print(f"\n{len(undetected)} mutants not killed (from {ROOT}: {BIN / 'mutmut'} show NAME prints one):")
     for name, status in undetected:
         print(f"  {name}: {status}")
-    print(f"\n{'module':14} {'killed':>7} {'timeout':>8} {'survived':>9} {'other':>6} {'total':>6} {'detected':>9}")
-    for module, killed, timeout, survived, other, total in rows:
-        rate = f"{100 * (killed + timeout) / total:.1f} %" if total else "-"
-        print(f"{module:14} {killed:7} {timeout:8} {survived:9} {other:6} {total:6} {rate:>9}")
+    print(f"\n{'module':13}" + "".join(f"{c:>12}" for c in (*COLUMNS, "suspicious", "total", "killed %")))
+    for module, *counts, total in rows:
+        checked = total - counts[COLUMNS.index("not checked")]
+        rate = f"{100 * counts[0] / checked:.1f} %" if checked else "-"
+        print(f"{module:13}" + "".join(f"{n:12}" for n in (*counts, total)) + f"{rate:>12}")
     return rc
 
 
