@@ -347,6 +347,9 @@ def test_slopes_given_as_one_element_tensors_and_bad_clamps():
         proxy_relu(torch.zeros(2), -1.0)
     with pytest.raises(ValueError, match="forward_slope must be >= 0"):
         proxy_relu(torch.zeros(2), 0.1, forward_slope=-0.5)
+    with pytest.raises(ValueError, match="backward_slope must be >= 0"):
+        with proxygrad(nn.Sequential(nn.ReLU()), -0.5):
+            pass
     for bad in (0.0, -6.0):
         with pytest.raises(ValueError, match="max_value must be > 0"):
             proxy_relu(torch.zeros(2), 0.1, max_value=bad)

@@ -201,5 +201,13 @@ def test_slope_sweep_is_run_toy_per_slope_and_seed():
     for i, s in enumerate((0.2, 0.8)):
         for j, seed in enumerate((0, 3)):
             assert fr[i, j].item() == pytest.approx(toys.run_toy(make(s), 7, lr=0.2, size=8, seed=seed).fraction)
-    default = toys.slope_sweep(make, [0.2])  # 100 steps from seed 0
-    assert default.shape == (1, 1) and default[0, 0].item() == pytest.approx(toys.run_toy(make(0.2), 100).fraction)
+    race = lambda s: toys.sum_problem(f"leaky:{s}")  # noqa: E731  (still climbing at step 100)
+    default = toys.slope_sweep(race, [0.01])  # 100 steps from seed 0
+    assert default.shape == (1, 1) and default[0, 0].item() == pytest.approx(toys.run_toy(race(0.01), 100).fraction)
+    assert default[0, 0].item() != pytest.approx(toys.run_toy(race(0.01), 101).fraction)
+
+
+def test_run_toy_defaults_to_100_steps_from_seed_0():
+    r = toys.run_toy(toys.sum_problem("leaky:0.01"))
+    assert r.values.shape == (101,) and sorted(r.images) == [0, 100]
+    assert torch.equal(r.images[0], toys.random_image(seed=0)[0, 0])
