@@ -80,8 +80,10 @@ def input_gradient(objective: Objective, x: torch.Tensor,
     """
     if not force_precise:
         value, grad = _gradient(objective, x)
-        if torch.isfinite(grad).all() or precise is None:
+        if torch.isfinite(grad).all():
             return value, grad, False
+        if precise is None:  # no float64 retry: stop here, where ascend names the step
+            raise GradientOverflow("the gradient holds inf or nan, so its direction is unknown")
     with precise() if precise is not None else contextlib.nullcontext():
         for seed in (1.0, TINY_SEED):
             value, grad = _gradient(objective, x.double(), seed)

@@ -218,8 +218,8 @@ def test_input_gradient_tries_float32_then_float64():
     assert not used and grad.dtype == torch.float32 and torch.equal(grad, w)
     value, grad, used = ascent.input_gradient(Linear(w), x, contextlib.nullcontext, force_precise=True)
     assert used and grad.dtype == torch.float64 and torch.equal(grad, w.double()) and value.dtype == torch.float32
-    value, grad, used = ascent.input_gradient(Linear(w, overflow_until=1), x, None)
-    assert not used and not torch.isfinite(grad).all()
+    with pytest.raises(ascent.GradientOverflow, match="inf or nan"):  # no float64 to retry in
+        ascent.input_gradient(Linear(w, overflow_until=1), x, None)
     value, grad, used = ascent.input_gradient(Linear(w, overflow_until=1), x, contextlib.nullcontext)
     assert used and torch.equal(grad, w.double())
 
@@ -232,3 +232,16 @@ def test_max_scaled_and_unit_direction_per_image():
     assert torch.equal(u[1], torch.zeros(1, 1, 2)) and torch.equal(u[2].flatten(), torch.tensor([1.0, 0.0]))
     tiny = torch.tensor([[[[1e-44, -1e-44]]]])  # subnormal: still a direction
     assert torch.allclose(ascent.unit_direction(tiny).flatten(), torch.tensor([1.0, -1.0]) / 2 ** 0.5)
+
+
+def test_defaults_are_silent_and_name_the_run_am(capsys):
+    """No progress bar unless asked (the toys and tests call ascend in loops); a failing run is
+    named "AM" in its one line; the step keeps the images' dtype even for a float64 gradient."""
+    w = torch.ones(1, 1, 2, 2)
+    ascent.ascend(Linear(w), torch.zeros(1, 1, 2, 2), steps=2, lr=0.1)
+    assert capsys.readouterr().err == ""
+    with pytest.raises(ascent.GradientOverflow, match=r"^AM: the gradient holds inf or nan, so its direction is "
+                                                      r"unknown at step 1 \(of 2\); choose a smaller backward slope$"):
+        ascent.ascend(Linear(w, overflow_until=1), torch.zeros(1, 1, 2, 2), steps=2, lr=0.1)
+    step = ascent.normalized_step(torch.zeros(1, 1, 2, 2), w.double(), lr=0.5)
+    assert step.dtype == torch.float32 and torch.allclose(step, torch.full((1, 1, 2, 2), 0.25))
