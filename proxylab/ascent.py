@@ -134,7 +134,7 @@ def ascend(objective: Objective, x0: torch.Tensor, steps: int, lr: float, *,
     snapshots = {0: x.clone()} if 0 in snapshot_steps else {}
     scores = []
     in_float64 = False
-    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
+    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)  # pragma: no mutate (display)
     for i in bar:
         if before_step is not None:
             before_step(i)
@@ -153,7 +153,7 @@ def ascend(objective: Objective, x0: torch.Tensor, steps: int, lr: float, *,
         if i + 1 in snapshot_steps:
             snapshots[i + 1] = x.clone()
         if progress:
-            bar.set_postfix(score=f"{scores[-1].float().mean().item():.3f}")
+            bar.set_postfix(score=f"{scores[-1].float().mean().item():.3f}")  # pragma: no mutate (display)
     with torch.no_grad():
         scores.append(score(x).detach())
     return x, torch.stack(scores), snapshots
