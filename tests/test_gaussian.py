@@ -91,3 +91,13 @@ def test_derivation_steps_are_the_derivation_they_name():
             assert float(by[description].rhs.subs(a, slope)) == pytest.approx(ref[key], abs=1e-12), (description, slope)
         dvar = 2 * slope / 2 + 2 * (1 - slope) / (2 * math.pi)  # d/da of (1 + a²)/2 − (1 − a)²/(2π)
         assert float(by["d Var / da"].rhs.subs(a, slope)) == pytest.approx(dvar, abs=1e-12)
+
+
+def test_monte_carlo_is_seeded_and_its_defaults_are_the_standard_gaussian():
+    a, b = gaussian.monte_carlo(0.2, n=2_000, seed=3), gaussian.monte_carlo(0.2, n=2_000, seed=3)
+    assert a == b and a != gaussian.monte_carlo(0.2, n=2_000, seed=4)
+    assert gaussian.monte_carlo(0.2, n=2_000) == gaussian.monte_carlo(0.2, n=2_000, seed=0)
+    mc, exact = gaussian.monte_carlo(0.2), gaussian.closed_form(0.2)  # X ~ N(0, 1), a million draws
+    for key in ("mean", "second", "var"):
+        value, se = mc[key]
+        assert abs(value - exact[key]) < 4 * se and se < 2e-3, key
