@@ -245,3 +245,17 @@ def test_defaults_are_silent_and_name_the_run_am(capsys):
         ascent.ascend(Linear(w, overflow_until=1), torch.zeros(1, 1, 2, 2), steps=2, lr=0.1)
     step = ascent.normalized_step(torch.zeros(1, 1, 2, 2), w.double(), lr=0.5)
     assert step.dtype == torch.float32 and torch.allclose(step, torch.full((1, 1, 2, 2), 0.25))
+
+
+def test_after_step_output_is_clipped_to_the_box_from_below_too():
+    x, _, _ = ascent.ascend(Linear(torch.ones(1, 1, 2, 2)), torch.zeros(1, 1, 2, 2), steps=1, lr=0.1,
+                            after_step=lambda x, step, grad: x - 10)
+    assert torch.equal(x, -torch.ones(1, 1, 2, 2))
+
+
+def test_float64_without_a_precise_context_and_the_overflow_message():
+    w = torch.tensor([[[[1.0, -2.0]]]])
+    value, grad, used = ascent.input_gradient(Linear(w), torch.zeros(1, 1, 1, 2), None, force_precise=True)
+    assert used and grad.dtype == torch.float64 and torch.equal(grad, w.double())
+    with pytest.raises(ascent.GradientOverflow, match="^the gradient holds inf or nan, so its direction is unknown$"):
+        ascent.unit_direction(torch.tensor([[1.0, math.nan]]))
