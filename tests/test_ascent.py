@@ -259,3 +259,11 @@ def test_float64_without_a_precise_context_and_the_overflow_message():
     assert used and grad.dtype == torch.float64 and torch.equal(grad, w.double())
     with pytest.raises(ascent.GradientOverflow, match="^the gradient holds inf or nan, so its direction is unknown$"):
         ascent.unit_direction(torch.tensor([[1.0, math.nan]]))
+
+
+def test_a_gradient_infinite_in_every_dtype_says_what_was_tried():
+    w = torch.tensor([[[[1.0, -2.0]]]])
+    always_inf = lambda x: (x * w.to(x.dtype)).flatten(1).sum(dim=1) * math.inf  # noqa: E731
+    with pytest.raises(ascent.GradientOverflow,
+                       match=r"^the gradient is not finite even in float64 with its seed scaled by 2\^-1000$"):
+        ascent.input_gradient(always_inf, torch.zeros(1, 1, 1, 2), contextlib.nullcontext)
