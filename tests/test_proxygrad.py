@@ -373,3 +373,14 @@ def test_swap_count_says_what_was_converted():
     assert unknown == 3 and unknown.functional is None and unknown.modules == 3
     assert str(unknown).startswith("3 rectifier modules and an unknown number of functional calls")
     assert SwapCount(2, 5) == 7 and (SwapCount(2, 5).modules, SwapCount(2, 5).functional) == (2, 5)
+
+
+def test_a_slope_beyond_the_dtype_gives_inf_where_it_applies_and_1_elsewhere():
+    """float32 cannot hold a backward slope of 1e39: the gradient is inf on negative inputs (so AM
+    retries in float64) and still exactly the upstream gradient on positive ones, small or large."""
+    x = torch.tensor([-1.0, 0.0, 0.25, 1.0, 3.0])
+    y, g = grads(lambda t: proxy_relu(t, 1e39), x)
+    up = torch.linspace(-1, 2, 5)
+    assert torch.isinf(g[:2]).all() and torch.equal(g[2:], up[2:])
+    _, g64 = grads(lambda t: proxy_relu(t, 1e39), x.double())  # float64 holds it: the plain kernel
+    assert torch.equal(g64, up.double() * torch.tensor([1e39, 1e39, 1.0, 1.0, 1.0], dtype=torch.float64))
