@@ -384,3 +384,12 @@ def test_a_slope_beyond_the_dtype_gives_inf_where_it_applies_and_1_elsewhere():
     assert torch.isinf(g[:2]).all() and torch.equal(g[2:], up[2:])
     _, g64 = grads(lambda t: proxy_relu(t, 1e39), x.double())  # float64 holds it: the plain kernel
     assert torch.equal(g64, up.double() * torch.tensor([1e39, 1e39, 1.0, 1.0, 1.0], dtype=torch.float64))
+
+
+def test_a_model_with_one_functional_rectifier_is_converted():
+    model = nn.Sequential(CallsRelu())
+    n = swap_activations(model, "proxygrad:0.1")
+    assert (n.modules, n.functional) == (0, 1)
+    x = torch.tensor([[-1.0, 2.0]], requires_grad=True)
+    (g,) = torch.autograd.grad(model(x).sum(), x)
+    assert torch.allclose(g, torch.tensor([[0.1, 1.0]]))  # converted: slope 0.1 on the negative input
