@@ -18,6 +18,9 @@ For maintainers:
     python3 dev.py app [VOILA ARGS]    # the slope playground (Voilà, no code shown), e.g. --port 8866 --no-browser
     python3 dev.py student             # the students' edition (nbgrader: no solutions, hidden tests) in build/student/
     python3 dev.py results             # rewrite README.md's results table from results/*/NAME.json
+    python3 dev.py mutate [MODULE ...] # mutation testing (mutmut, [tool.mutmut] in pyproject.toml) of the
+                                       # course's modules or the named ones (``gaussian``, ``proxygrad``):
+                                       # lists the surviving mutants and the kill rate per module
 """
 from __future__ import annotations
 
@@ -162,8 +165,76 @@ def run_app(extra: list[str], env: dict) -> int:
         return 0
 
 
+MUTANTS = ROOT / "mutants"
+
+
+def mutation_modules() -> list[str]:
+    """The modules mutation testing covers: ``[tool.mutmut] only_mutate`` of pyproject.toml."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    return [Path(p).stem for p in config["only_mutate"]]
+
+
+# mutmut's exit codes per mutant (mutmut.stats.status_by_exit_code)
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", None: "not checked",
+          -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", 36: "timeout"}
+COLUMNS = ("killed", "timeout", "survived", "no tests", "not checked")
+
+
+def mutation_report(modules: list[str]) -> tuple[list[tuple[str, str]], list[tuple]]:
+    """Read mutmut's meta files (mutants/proxylab/NAME.py.meta): the mutants that were not killed,
+    as (mutant, status), and one row per module: its counts per status of COLUMNS, then the
+    suspicious ones (crashed workers) and the total."""
+    import json
+
+    undetected, rows = [], []
+    for module in modules:
+        meta = MUTANTS / "proxylab" / f"{module}.py.meta"
+        codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+        status = {k: STATUS.get(v, f"suspicious (exit {v})") for k, v in codes.items()}
+        undetected += sorted((k, s) for k, s in status.items() if s not in ("killed", "not checked"))
+        counts = [sum(s == c for s in status.values()) for c in COLUMNS]
+        rows.append((module, *counts, len(status) - sum(counts), len(status)))
+    return undetected, rows
+
+
+def mutate(modules: list[str], env: dict) -> int:
+    """Mutation testing: ``mutmut run`` on the mutants of the named modules (all configured ones by
+    default; every one of them is run again, so new tests count), at most two workers (a 2-core
+    machine), then the mutants no test killed (``mutmut show NAME`` prints one's diff) and the kill
+    rate per module: killed / checked. A timeout is listed, not counted as killed: on a loaded
+    machine a survivor that runs many slow tests can time out too. Quick mode, unit tests only
+    (the selection is in pyproject.toml)."""
+    children = "2"
+    if "--max-children" in modules:
+        i = modules.index("--max-children")
+        children, modules = modules[i + 1], modules[:i] + modules[i + 2:]
+    known = mutation_modules()
+    modules = [Path(m).stem for m in modules] or known
+    unknown = sorted(set(modules) - set(known))
+    if unknown:
+        print(f"not configured for mutation testing: {', '.join(unknown)} (configured: {', '.join(known)})")
+        return 2
+    env.setdefault("PROXYLAB_QUICK", "1")
+    env["OMP_NUM_THREADS"] = "1"  # libgomp's thread pool hangs a forked worker; and two workers fill 2 cores
+    env.pop("PYTHONPATH", None)  # the tests must import mutants/proxylab, not this checkout
+    cmd = [str(BIN / "mutmut"), "run", "--max-children", children, *(f"proxylab.{m}.*" for m in modules)]
+    rc = subprocess.call(cmd, cwd=ROOT, env=env)
+    undetected, rows = mutation_report(modules)
+    print(f"\n{len(undetected)} mutants not killed (from {ROOT}: {BIN / 'mutmut'} show NAME prints one):")
+    for name, status in undetected:
+        print(f"  {name}: {status}")
+    print(f"\n{'module':13}" + "".join(f"{c:>12}" for c in (*COLUMNS, "suspicious", "total", "killed %")))
+    for module, *counts, total in rows:
+        checked = total - counts[COLUMNS.index("not checked")]
+        rate = f"{100 * counts[0] / checked:.1f} %" if checked else "-"
+        print(f"{module:13}" + "".join(f"{n:12}" for n in (*counts, total)) + f"{rate:>12}")
+    return rc
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"lab", "test", "book", "notebooks", "app", "student", "results"}:
+    if not argv or argv[0] not in {"lab", "test", "book", "notebooks", "app", "student", "results", "mutate"}:
         print(__doc__)
         return 2
     ensure_venv()
@@ -178,6 +249,8 @@ def main(argv: list[str]) -> int:
     if argv[0] == "results":  # proxylab.report: the table's numbers and words come from the JSON alone
         code = "import sys, proxylab.report as r; print('updated' if r.update_readme(sys.argv[1], sys.argv[2]) else 'unchanged')"
         return subprocess.call([str(PY), "-c", code, str(ROOT / "README.md"), str(ROOT / "results")], env=env)
+    if argv[0] == "mutate":
+        return mutate(argv[1:], env)
     if argv[0] == "notebooks":
         env.setdefault("PROXYLAB_QUICK", "1")
         return execute_notebooks(argv[1:], env)

@@ -80,8 +80,10 @@ def input_gradient(objective: Objective, x: torch.Tensor,
     """
     if not force_precise:
         value, grad = _gradient(objective, x)
-        if torch.isfinite(grad).all() or precise is None:
+        if torch.isfinite(grad).all():
             return value, grad, False
+        if precise is None:  # no float64 retry: stop here, where ascend names the step
+            raise GradientOverflow("the gradient holds inf or nan, so its direction is unknown")
     with precise() if precise is not None else contextlib.nullcontext():
         for seed in (1.0, TINY_SEED):
             value, grad = _gradient(objective, x.double(), seed)
@@ -132,7 +134,7 @@ def ascend(objective: Objective, x0: torch.Tensor, steps: int, lr: float, *,
     snapshots = {0: x.clone()} if 0 in snapshot_steps else {}
     scores = []
     in_float64 = False
-    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
+    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)  # pragma: no mutate (display)
     for i in bar:
         if before_step is not None:
             before_step(i)
@@ -151,7 +153,7 @@ def ascend(objective: Objective, x0: torch.Tensor, steps: int, lr: float, *,
         if i + 1 in snapshot_steps:
             snapshots[i + 1] = x.clone()
         if progress:
-            bar.set_postfix(score=f"{scores[-1].float().mean().item():.3f}")
+            bar.set_postfix(score=f"{scores[-1].float().mean().item():.3f}")  # pragma: no mutate (display)
     with torch.no_grad():
         scores.append(score(x).detach())
     return x, torch.stack(scores), snapshots

@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from proxylab import am, models, regularizers
+import proxylab
+from proxylab import am, models, regularizers, rules
 from proxylab.ascent import normalized_step
 from proxylab.cli import main as cli
 
@@ -373,3 +374,219 @@ def test_partial_conversions_change_only_the_chosen_rectifiers(tiny):
     out = am.partial_conversions(tiny, [0, 1], [0.3], {"all": None, "none": lambda name: False}, steps=3, size=32)
     relu = am.visualize(tiny, [0, 1], "relu", steps=3, size=32, progress=False).final.mean().item()
     assert out[(0.3, "none")] == pytest.approx(relu, abs=1e-6) and out[(0.3, "all")] != pytest.approx(relu, abs=1e-4)
+
+
+def test_evaluating_restores_each_modules_own_mode():
+    model = BNNet().train()
+    model.body[1].eval()  # a frozen BatchNorm inside a training model
+    with am.evaluating(model) as m:
+        assert m is model and not any(x.training for x in model.modules())
+    assert model.training and not model.body[1].training and model.body[0].training
+    with pytest.raises(RuntimeError, match="boom"):
+        with am.evaluating(model):
+            raise RuntimeError("boom")
+    assert model.training and not model.body[1].training
+
+
+def test_initial_images_are_gray_plus_seeded_noise_per_image():
+    x = am.initial_images(3, 40, seed=7)
+    assert x.shape == (3, 3, 40, 40) and x.min() >= -1 and x.max() <= 1
+    for i in range(3):  # image i is seeded with seed + i
+        assert torch.equal(x[i], am.initial_images(1, 40, seed=7 + i)[0])
+    assert x.std().item() == pytest.approx(am.DEFAULT_INIT_STD, rel=0.05) and abs(x.mean().item()) < 0.01
+    wide = am.initial_images(1, 40, seed=7, init_std=0.8, channels=1)
+    assert wide.shape == (1, 1, 40, 40) and (wide.abs() == 1).any()  # clipped to the box
+    assert torch.equal(wide[0], (torch.randn(1, 40, 40, generator=torch.Generator().manual_seed(7)) * 0.8).clamp(-1, 1))
+
+
+def test_image_size_and_steps_must_be_whole_numbers_in_range(tiny):
+    r = am.visualize(tiny, [0], steps=1, size=32, progress=False)  # 32 px is the smallest size
+    assert r.images.shape == (1, 3, 32, 32) and r.steps == 1 and r.targets == [0] and r.spec == "relu"
+    for size in (31, 32.0, "64"):
+        with pytest.raises(ValueError, match=r"image size must be an integer >= 32 pixels, got .*expect 224"):
+            am.visualize(tiny, [0], steps=1, size=size, progress=False)
+    tiny.input_size = 96
+    try:
+        with pytest.raises(ValueError, match="ImageNet models expect 96"):
+            am.visualize(tiny, [0], steps=1, size=16, progress=False)
+    finally:
+        del tiny.input_size
+    for steps in (0, -1, 2.0):
+        with pytest.raises(ValueError, match="steps must be a whole number >= 1"):
+            am.visualize(tiny, [0], steps=steps, size=32, progress=False)
+    with pytest.raises(ValueError, match=r"x0 has size \(32, 40\), expected \(40, 40\)"):
+        am.visualize(tiny, [0], steps=1, size=40, x0=torch.zeros(1, 3, 32, 40), progress=False)
+
+
+def test_the_step_length_is_lr_times_the_root_of_the_pixel_count(tiny):
+    x0 = am.initial_images(1, 32, seed=1)
+    r = am.visualize(tiny, [2], "relu", steps=1, lr=0.01, size=32, x0=x0, progress=False, snapshot_steps=(0, 1))
+    moved = r.images - x0
+    assert moved.norm().item() == pytest.approx(0.01 * (3 * 32 * 32) ** 0.5, rel=1e-4)  # nothing clipped
+    assert sorted(r.snapshots) == [0, 1] and torch.equal(r.snapshots[0], x0) and torch.equal(r.snapshots[1], r.images)
+
+
+def test_gradient_network_uses_the_model_or_a_converted_twin(tiny):
+    with am.gradient_network(tiny, "relu") as (net, same):
+        assert net is tiny and same
+    with am.gradient_network(tiny, "proxygrad:0.2") as (net, same):
+        assert net is tiny and same and isinstance(tiny.features[1], proxylab.ProxyGradReLU)
+    assert isinstance(tiny.features[1], nn.ReLU)
+    with am.gradient_network(tiny, "guided") as (net, same):
+        assert net is tiny and same and isinstance(tiny.features[1], rules.BackwardRule)
+    for spec in ("leaky:0.1", "proxygrad:0.2:0.1"):
+        with am.gradient_network(tiny, spec) as (net, same):
+            assert net is not tiny and not same and isinstance(net.features[1], (nn.LeakyReLU, proxylab.ProxyGradReLU))
+        assert isinstance(tiny.features[1], nn.ReLU)
+    with am.gradient_network(tiny, "proxygrad:0.2", layers=lambda name: name == "features.4") as (net, _):
+        assert isinstance(tiny.features[1], nn.ReLU) and isinstance(tiny.features[4], proxylab.ProxyGradReLU)
+    with pytest.raises(ValueError, match="per-layer conversion .* proxygrad:B only"):
+        with am.gradient_network(tiny, "leaky:0.1", layers=lambda name: True):
+            pass
+    with pytest.raises(ValueError, match="no rectifier"):
+        with am.gradient_network(nn.Sequential(nn.Linear(2, 2)), "relu"):
+            pass
+
+
+def test_proxy_gradient_norms_are_the_float64_gradient_norms_per_slope(tiny):
+    x = am.initial_images(2, 32, seed=2)
+    norms = am.proxy_gradient_norms(tiny, x, [1, 4], [0, 0.5])
+    assert norms.shape == (2, 2) and norms.dtype == torch.float64
+    for row, spec in enumerate(("relu", "proxygrad:0.5")):
+        with am.in_float64(tiny), am.gradient_network(tiny, spec) as (net, _):
+            xd = x.double().requires_grad_(True)
+            (g,) = torch.autograd.grad(net(xd)[[0, 1], [1, 4]].sum(), xd)
+        assert torch.allclose(norms[row], g.flatten(1).norm(dim=1), rtol=1e-9)
+    assert all(p.dtype == torch.float32 for p in tiny.parameters())
+    unit = am.channel_target("features.3", [0, 1])
+    assert am.proxy_gradient_norms(tiny, x, unit, [0.1]).shape == (1, 2)
+
+
+class Fixed(nn.Module):
+    """A judge whose logits are the image's channel means times a fixed matrix (10 classes)."""
+
+    def __init__(self, seed=0, input_size=None):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.head = nn.Linear(3, 10)
+        self.sizes = []
+        if input_size:
+            self.input_size = input_size
+
+    def forward(self, x):
+        self.sizes.append(tuple(x.shape[-2:]))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def test_judge_scores_with_another_network_at_its_input_size():
+    judge_model, maker = Fixed(1, input_size=40), Fixed(2)
+    images = am.initial_images(3, 32, seed=0) + torch.tensor([0.5, -0.5, 0.0]).view(1, 3, 1, 1)
+    targets = [0, 4, 9]
+    out = am.judge(images, targets, judge_model, maker)
+    assert judge_model.sizes == [(40, 40)]
+    with torch.no_grad():
+        x = nn.functional.interpolate(images, size=(40, 40), mode="bilinear", antialias=True, align_corners=False)
+        logits = judge_model.head(x.mean(dim=(2, 3)))
+    probs = logits.softmax(dim=1)[[0, 1, 2], targets]
+    assert torch.allclose(out["probability"], probs, atol=1e-6)
+    order = logits.argsort(dim=1, descending=True)
+    for i, t in enumerate(targets):
+        rank = order[i].tolist().index(t)
+        assert bool(out["top1"][i]) == (rank == 0) and bool(out["top5"][i]) == (rank < 5)
+    judge_model.train()  # the judge runs in eval mode and gets its mode back
+    am.judge(images, targets, judge_model, maker)
+    assert judge_model.training
+    with pytest.raises(ValueError, match="the judge is the network that made these images"):
+        am.judge(images, targets, Fixed(2), maker)  # same weights, another object
+    with pytest.raises(ValueError, match="the judge is the network"):
+        am.judge(images, targets, maker, maker)
+    with pytest.raises(ValueError, match="one target per image: 3 images, 2 targets"):
+        am.judge(images, targets[:2], judge_model, maker)
+    other_shape = nn.Sequential(nn.Linear(3, 10))
+    assert not am._same_weights(other_shape, maker)
+    sizes = Fixed(1)  # no input_size: the images' own size
+    am.judge(images, targets, sizes, maker)
+    assert sizes.sizes == [(32, 32)]
+
+
+def test_judge_ranks_ties_and_the_top_five():
+    class Logits(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0, 0.0, 6.0]]).expand(x.shape[0], -1)
+
+    out = am.judge(torch.zeros(4, 3, 8, 8), [6, 0, 3, 4], Logits(), Fixed())  # ranks 0, 1, 4, 5
+    assert out["top1"].tolist() == [True, False, False, False]
+    assert out["top5"].tolist() == [True, True, True, False]
+
+
+def test_slope_diagnostic_summary_and_per_layer_gradients(tiny):
+    x = am.initial_images(2, 32, seed=0)
+    d = am.slope_diagnostic(tiny, x, [0, 1], [0.0, 0.5])
+    assert d.slopes == [0.0, 0.5] and d.layer_names == ["features.1#0", "features.4#0"]
+    assert torch.allclose(d.gain[0], torch.ones(2)) and torch.allclose(d.cosine[0], torch.ones(2))
+    assert torch.allclose(d.layer_gain[:, -1], torch.ones(2))  # the last rectifier's gradient is the head's
+    assert d.layer_gain.shape == d.layer_cosine.shape == (2, 2)
+    with am.gradient_network(tiny, "proxygrad:0.5") as (net, _):
+        xg = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(net(xg)[[0, 1], [0, 1]].sum(), xg)
+    xt = x.clone().requires_grad_(True)
+    (t,) = torch.autograd.grad(tiny(xt)[[0, 1], [0, 1]].sum(), xt)
+    assert torch.allclose(d.gain[1], g.flatten(1).norm(dim=1) / t.flatten(1).norm(dim=1), rtol=1e-4)
+    assert torch.allclose(d.cosine[1], nn.functional.cosine_similarity(g.flatten(1), t.flatten(1), dim=1), atol=1e-5)
+    lines = d.summary().splitlines()
+    assert lines[0].split() == ["slope", "gain", "cosine"] and len(lines) == 3
+    assert lines[2].split()[0] == "0.5" and float(lines[2].split()[2]) == pytest.approx(d.cosine[1].mean().item(), abs=1e-3)
+    assert float(lines[2].split()[1]) == pytest.approx(d.gain[1].median().item(), rel=1e-2)
+    only = am.slope_diagnostic(tiny, x, [0, 1], [0.5], layers=lambda name: name == "features.4")
+    assert only.layer_names == d.layer_names  # the layer filter converts features.4 only
+    assert not torch.allclose(only.gain[0], d.gain[1]) and torch.allclose(only.layer_gain[0, 1], torch.ones(()))
+
+
+def test_slope_sweep_runs_relu_once_and_each_kind_per_slope(tiny, monkeypatch):
+    calls = []
+    real = am.visualize
+
+    def spy(model, targets, spec, **kwargs):
+        calls.append((spec, len(kwargs.get("regularizers", ()))))
+        return real(model, targets, spec, **kwargs)
+
+    monkeypatch.setattr(am, "visualize", spy)
+    seeds = []
+    out = am.slope_sweep(tiny, [0, 1], [0.0, 0.3], steps=2, size=32, seed=4,
+                         regularize=lambda seed: seeds.append(seed) or [regularizers.L2Decay(0.1)])
+    assert list(out) == ["ProxyGrad", "Leaky ReLU"] and out["ProxyGrad"].shape == (2, 3)
+    assert calls == [("relu", 1), ("proxygrad:0.3", 1), ("leaky:0.3", 1)] and seeds == [4, 4, 4]
+    assert torch.equal(out["ProxyGrad"][0], out["Leaky ReLU"][0])  # one baseline
+    r = real(tiny, [0, 1], "leaky:0.3", steps=2, size=32, seed=4, regularizers=[regularizers.L2Decay(0.1)],
+             progress=False)
+    assert torch.allclose(out["Leaky ReLU"][1], r.scores.mean(dim=1))
+    calls.clear()
+    out = am.slope_sweep(tiny, [0], [0.2], kinds={"G": "proxygrad:{s}"}, steps=1, size=32)
+    assert list(out) == ["G"] and calls == [("proxygrad:0.2", 0)]
+
+
+def test_compare_and_compare_over_seeds(tiny):
+    out = am.compare(tiny, [0, 1], ["relu", "proxygrad:0.3"], steps=2, size=32)
+    assert list(out) == ["relu", "proxygrad:0.3"]
+    result, seconds = out["proxygrad:0.3"]
+    assert result.spec == "proxygrad:0.3" and result.steps == 2 and 0 < seconds < 60
+    seeds = am.compare_over_seeds(tiny, [0, 1], ["relu"], [3, 4], steps=2, size=32)
+    assert seeds["relu"].shape == (2,)
+    for i, seed in enumerate((3, 4)):
+        r = am.visualize(tiny, [0, 1], "relu", steps=2, size=32, seed=seed, progress=False)
+        assert seeds["relu"][i].item() == pytest.approx(r.final.mean().item(), rel=1e-6)
+
+
+def test_ranking_orders_by_mean_and_reads_gaps_against_two_standard_errors():
+    scores = {"a": torch.tensor([1.0, 2.0, 3.0]), "b": torch.tensor([5.0, 6.0, 7.0]), "c": torch.tensor([4.8, 6.1, 6.8])}
+    lines = am.ranking(scores).splitlines()
+    assert lines[0] == "| rank | spec | mean over 3 seeds | std | gap to the next |" and lines[1] == "|---|---|---|---|---|"
+    assert lines[2] == "| 1 | `b` | 6.00 | 1.00 | 0.10 (within 2 SE = 0.20) |"  # b - c: 0.2, -0.1, 0.2
+    assert lines[3] == "| 2 | `c` | 5.90 | 1.01 | 3.90 (beyond 2 SE = 0.20) |"  # c - a: 3.8, 4.1, 3.8
+    assert lines[4] == "| 3 | `a` | 2.00 | 1.00 |  |" and len(lines) == 5
+    one = am.ranking({"x": torch.tensor([2.0]), "y": torch.tensor([3.0])}).splitlines()
+    assert one[2] == "| 1 | `y` | 3.00 | nan |  |" and one[3] == "| 2 | `x` | 2.00 | nan |  |"

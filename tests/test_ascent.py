@@ -1,6 +1,7 @@
 """The normalized ascent step at any slope the spec accepts: huge gradients keep their direction,
 float32 overflow falls back to float64 (and a scaled seed), and what cannot be computed stops with
 one line instead of a silent zero step."""
+import contextlib
 import math
 
 import pytest
@@ -130,3 +131,139 @@ def test_gradient_norm_plot_draws_the_norms_and_float32s_limits():
     assert squares.get_ydata()[0] == pytest.approx(torch.finfo(torch.float32).max ** 0.5)
     assert top.get_ydata()[0] == pytest.approx(torch.finfo(torch.float32).max)
     plt.close(fig)
+
+
+class Linear:
+    """f(x) = sum(w * x) per image: its gradient is w everywhere, so each step is known exactly.
+    Records the dtype of every image batch it is called with."""
+
+    def __init__(self, w, overflow_until=0):
+        self.w, self.dtypes, self.calls, self.overflow_until = w, [], 0, overflow_until
+
+    def __call__(self, x):
+        self.dtypes.append(x.dtype)
+        self.calls += 1
+        value = (x * self.w.to(x.dtype)).flatten(1).sum(dim=1)
+        if x.dtype == torch.float32 and self.calls <= self.overflow_until:
+            value = value * torch.tensor(math.inf)  # a float32 gradient of inf
+        return value
+
+
+def test_ascend_takes_normalized_steps_and_reports_every_score():
+    w = torch.zeros(2, 1, 2, 2)
+    w[0, 0, 0, 0], w[1, 0, 1, 1] = 3.0, -4.0
+    x0 = torch.zeros(2, 1, 2, 2)
+    f = Linear(w)
+    x, scores, snaps = ascent.ascend(f, x0, steps=3, lr=0.4, snapshot_steps=(0, 2))
+    expected = torch.zeros(2, 1, 2, 2)
+    expected[0, 0, 0, 0], expected[1, 0, 1, 1] = 1.0, -1.0  # 0.4 per step, clipped at 1 after three
+    assert torch.allclose(x, expected)
+    assert torch.allclose(scores, torch.tensor([[0.0, 0.0], [1.2, 1.6], [2.4, 3.2], [3.0, 4.0]]))
+    assert sorted(snaps) == [0, 2] and torch.equal(snaps[0], x0)
+    assert torch.allclose(snaps[2], 0.8 * expected) and snaps[2] is not x
+    x0_before = x0.clone()
+    x, scores, snaps = ascent.ascend(f, x0, steps=0, lr=0.4)
+    assert torch.equal(x, x0) and x is not x0 and scores.shape == (1, 2) and snaps == {}
+    assert torch.equal(x0, x0_before)  # the start is never changed in place
+    with pytest.raises(ValueError, match="steps must be >= 0, got -1"):
+        ascent.ascend(f, x0, steps=-1, lr=0.4)
+
+
+def test_ascend_scores_with_score_and_calls_the_hooks_in_order():
+    w = torch.ones(1, 1, 2, 2)
+    events = []
+
+    def score(x):
+        events.append("score")
+        return -x.flatten(1).sum(dim=1)
+
+    def after(x, step, grad):
+        events.append(("after", step))
+        assert torch.equal(grad, w)
+        return x + 10  # clamped back into the box
+
+    x, scores, _ = ascent.ascend(Linear(w), torch.zeros(1, 1, 2, 2), steps=2, lr=0.5, score=score,
+                                 after_step=after, before_step=lambda i: events.append(("before", i)))
+    assert events == [("before", 0), "score", ("after", 1), ("before", 1), "score", ("after", 2), "score"]
+    assert torch.equal(x, torch.ones(1, 1, 2, 2))
+    assert scores[:, 0].tolist() == [0.0, -4.0, -4.0]  # score of the image before each step, then of the last
+
+
+def test_after_an_overflow_the_run_stays_in_float64_and_hands_a_max_scaled_gradient_on():
+    w = torch.tensor([[[[1.0, -2.0], [0.5, 0.0]]]])
+    f = Linear(w, overflow_until=1)
+    grads = []
+    entered = []
+
+    @contextlib.contextmanager
+    def precise():
+        entered.append(True)
+        yield
+
+    x, scores, _ = ascent.ascend(f, torch.zeros(1, 1, 2, 2), steps=3, lr=0.1, precise=precise,
+                                 after_step=lambda x, step, g: grads.append(g) or x)
+    assert f.dtypes == [torch.float32] + [torch.float64] * 3 + [torch.float32]  # the final score in x's dtype
+    assert len(entered) == 3  # the overflowing step, then every later one
+    for g in grads:
+        assert g.dtype == torch.float32 and torch.allclose(g, w / 2)  # divided by its largest entry
+    assert x.dtype == torch.float32 and scores.dtype == torch.float32
+    with pytest.raises(ascent.GradientOverflow, match="inf or nan"):  # no precise: the overflow is not hidden
+        ascent.ascend(Linear(w, overflow_until=1), torch.zeros(1, 1, 2, 2), steps=1, lr=0.1)
+
+
+def test_input_gradient_tries_float32_then_float64():
+    w = torch.tensor([[[[1.0, -2.0]]]])
+    x = torch.zeros(1, 1, 1, 2)
+    value, grad, used = ascent.input_gradient(Linear(w), x, contextlib.nullcontext)
+    assert not used and grad.dtype == torch.float32 and torch.equal(grad, w)
+    value, grad, used = ascent.input_gradient(Linear(w), x, contextlib.nullcontext, force_precise=True)
+    assert used and grad.dtype == torch.float64 and torch.equal(grad, w.double()) and value.dtype == torch.float32
+    with pytest.raises(ascent.GradientOverflow, match="inf or nan"):  # no float64 to retry in
+        ascent.input_gradient(Linear(w, overflow_until=1), x, None)
+    value, grad, used = ascent.input_gradient(Linear(w, overflow_until=1), x, contextlib.nullcontext)
+    assert used and torch.equal(grad, w.double())
+
+
+def test_max_scaled_and_unit_direction_per_image():
+    g = torch.tensor([[[[3.0, -6.0]]], [[[0.0, 0.0]]], [[[1e-30, 0.0]]]])
+    assert torch.equal(ascent.max_scaled(g), torch.tensor([[[[0.5, -1.0]]], [[[0.0, 0.0]]], [[[1.0, 0.0]]]]))
+    u = ascent.unit_direction(g)
+    assert torch.allclose(u[0].flatten(), torch.tensor([1.0, -2.0]) / 5 ** 0.5)
+    assert torch.equal(u[1], torch.zeros(1, 1, 2)) and torch.equal(u[2].flatten(), torch.tensor([1.0, 0.0]))
+    tiny = torch.tensor([[[[1e-44, -1e-44]]]])  # subnormal: still a direction
+    assert torch.allclose(ascent.unit_direction(tiny).flatten(), torch.tensor([1.0, -1.0]) / 2 ** 0.5)
+
+
+def test_defaults_are_silent_and_name_the_run_am(capsys):
+    """No progress bar unless asked (the toys and tests call ascend in loops); a failing run is
+    named "AM" in its one line; the step keeps the images' dtype even for a float64 gradient."""
+    w = torch.ones(1, 1, 2, 2)
+    ascent.ascend(Linear(w), torch.zeros(1, 1, 2, 2), steps=2, lr=0.1)
+    assert capsys.readouterr().err == ""
+    with pytest.raises(ascent.GradientOverflow, match=r"^AM: the gradient holds inf or nan, so its direction is "
+                                                      r"unknown at step 1 \(of 2\); choose a smaller backward slope$"):
+        ascent.ascend(Linear(w, overflow_until=1), torch.zeros(1, 1, 2, 2), steps=2, lr=0.1)
+    step = ascent.normalized_step(torch.zeros(1, 1, 2, 2), w.double(), lr=0.5)
+    assert step.dtype == torch.float32 and torch.allclose(step, torch.full((1, 1, 2, 2), 0.25))
+
+
+def test_after_step_output_is_clipped_to_the_box_from_below_too():
+    x, _, _ = ascent.ascend(Linear(torch.ones(1, 1, 2, 2)), torch.zeros(1, 1, 2, 2), steps=1, lr=0.1,
+                            after_step=lambda x, step, grad: x - 10)
+    assert torch.equal(x, -torch.ones(1, 1, 2, 2))
+
+
+def test_float64_without_a_precise_context_and_the_overflow_message():
+    w = torch.tensor([[[[1.0, -2.0]]]])
+    value, grad, used = ascent.input_gradient(Linear(w), torch.zeros(1, 1, 1, 2), None, force_precise=True)
+    assert used and grad.dtype == torch.float64 and torch.equal(grad, w.double())
+    with pytest.raises(ascent.GradientOverflow, match="^the gradient holds inf or nan, so its direction is unknown$"):
+        ascent.unit_direction(torch.tensor([[1.0, math.nan]]))
+
+
+def test_a_gradient_infinite_in_every_dtype_says_what_was_tried():
+    w = torch.tensor([[[[1.0, -2.0]]]])
+    always_inf = lambda x: (x * w.to(x.dtype)).flatten(1).sum(dim=1) * math.inf  # noqa: E731
+    with pytest.raises(ascent.GradientOverflow,
+                       match=r"^the gradient is not finite even in float64 with its seed scaled by 2\^-1000$"):
+        ascent.input_gradient(always_inf, torch.zeros(1, 1, 1, 2), contextlib.nullcontext)

@@ -64,3 +64,40 @@ def test_derivation_steps_render_latex():
         assert text.count("{") == text.count("}") and "^{2]" not in text  # balanced: renders as math
     assert any(sp.latex(expr).startswith("E[Y^{2}]") for _, expr in steps)
     assert math.isclose(float(gaussian.closed_form(0)["mean"]), 1 / math.sqrt(2 * math.pi))
+
+
+def test_derivation_steps_are_the_derivation_they_name():
+    """Each displayed step is the equation its description names: the split integrals (left
+    unevaluated, the form the notebook shows) are E[Y] and E[Y²] over the two half-lines, the closed
+    forms agree with the paper's at a few slopes, and the last step is d Var/da."""
+    a, x = gaussian.a, gaussian.x
+    steps = gaussian.derivation_steps()
+    assert [d for d, _ in steps] == ["density of X", "E[Y] split at 0", "E[Y]", "E[Y^2] split at 0", "E[Y^2]",
+                                     "Var[Y] = E[Y^2] - E[Y]^2", "d Var / da"]
+    by = dict(steps)
+    p = sp.exp(-x ** 2 / 2) / sp.sqrt(2 * sp.pi)
+    assert sp.simplify(by["density of X"] - p) == 0
+    lhs = {"E[Y] split at 0": "E[Y]", "E[Y]": "E[Y]", "E[Y^2] split at 0": "E[Y^{2}]", "E[Y^2]": "E[Y^{2}]",
+           "Var[Y] = E[Y^2] - E[Y]^2": "Var[Y]", "d Var / da": "dVar/da"}
+    for description, name in lhs.items():
+        assert by[description].lhs == sp.Symbol(name), description
+    # Y = X for x > 0 and Y = aX for x < 0
+    assert by["E[Y] split at 0"].rhs == sp.Integral(x * p, (x, 0, sp.oo)) + sp.Integral(a * x * p, (x, -sp.oo, 0))
+    assert by["E[Y^2] split at 0"].rhs == (sp.Integral(x ** 2 * p, (x, 0, sp.oo))
+                                           + sp.Integral(a ** 2 * x ** 2 * p, (x, -sp.oo, 0)))
+    for slope in (0.0, 0.3, 2.0):
+        ref = gaussian.closed_form(slope)
+        for description, key in [("E[Y]", "mean"), ("E[Y^2]", "second"), ("Var[Y] = E[Y^2] - E[Y]^2", "var")]:
+            assert float(by[description].rhs.subs(a, slope)) == pytest.approx(ref[key], abs=1e-12), (description, slope)
+        dvar = 2 * slope / 2 + 2 * (1 - slope) / (2 * math.pi)  # d/da of (1 + a²)/2 − (1 − a)²/(2π)
+        assert float(by["d Var / da"].rhs.subs(a, slope)) == pytest.approx(dvar, abs=1e-12)
+
+
+def test_monte_carlo_is_seeded_and_its_defaults_are_the_standard_gaussian():
+    a, b = gaussian.monte_carlo(0.2, n=2_000, seed=3), gaussian.monte_carlo(0.2, n=2_000, seed=3)
+    assert a == b and a != gaussian.monte_carlo(0.2, n=2_000, seed=4)
+    assert gaussian.monte_carlo(0.2, n=2_000) == gaussian.monte_carlo(0.2, n=2_000, seed=0)
+    mc, exact = gaussian.monte_carlo(0.2), gaussian.closed_form(0.2)  # X ~ N(0, 1), a million draws
+    for key in ("mean", "second", "var"):
+        value, se = mc[key]
+        assert abs(value - exact[key]) < 4 * se and se < 2e-3, key

@@ -289,3 +289,107 @@ def test_a_module_shared_by_two_parents_is_reported_once_per_call():
     assert list(nets.sparsity(model, x)) == ["0.act#0", "0.f/relu#0", "0.act#1", "0.f/relu#1"]
     d = am.slope_diagnostic(model, am.initial_images(2, 8, seed=0), [0, 1], [0.1])
     assert d.layer_names == ["0.act#0", "0.f/relu#0", "0.act#1", "0.f/relu#1"]
+
+
+def test_labels_name_each_spec_for_plots_and_tables():
+    assert [parse_activation(s).label for s in (
+        "relu", "leaky:0.1", "proxygrad:0.3", "proxygrad:0.3:0.01", "guided", "deconvnet", "redirected",
+        "noisy:0.5")] == ["ReLU", "Leaky ReLU 0.1", "ProxyGrad 0.3", "ProxyGrad 0.3 (fwd 0.01)", "guided backprop",
+                          "deconvnet", "redirected ReLU", "noisy 0.5"]
+
+
+def test_same_forward_is_true_exactly_for_specs_that_keep_a_relu_forward():
+    keeps = {"relu": True, "proxygrad:0.3": True, "guided": True, "noisy:0.5": True,
+             "proxygrad:0.3:0.01": False, "leaky:0.1": False, "leaky:0": False}
+    assert {s: parse_activation(s).same_forward for s in keeps} == keeps
+
+
+def test_each_spec_builds_the_module_it_names():
+    """relu keeps nn.ReLU / nn.ReLU6 (6 keeps the clamp), leaky is nn.LeakyReLU, proxygrad the
+    operator; a clamp other than 6 or a leaky clamp needs the operator; every flag is passed on."""
+    relu, leaky, pg = (parse_activation(s) for s in ("relu", "leaky:0.2", "proxygrad:0.3:0.1"))
+    assert type(relu.module()) is nn.ReLU and not relu.module().inplace and relu.module(inplace=True).inplace
+    assert type(relu.module(6.0)) is nn.ReLU6 and relu.module(6.0, inplace=True).inplace
+    clamp4 = relu.module(4.0)
+    assert type(clamp4) is ProxyGradReLU and (clamp4.max_value, clamp4.backward_slope, clamp4.forward_slope) == (4.0, 0, 0)
+    lk = leaky.module(inplace=True)
+    assert type(lk) is nn.LeakyReLU and lk.negative_slope == 0.2 and lk.inplace
+    lk6 = leaky.module(6.0)
+    assert type(lk6) is ProxyGradReLU and (lk6.backward_slope, lk6.forward_slope, lk6.max_value) == (0.2, 0.2, 6.0)
+    m = pg.module(6.0, inplace=True)
+    assert (type(m), m.backward_slope, m.forward_slope, m.max_value, m.inplace) == (ProxyGradReLU, 0.3, 0.1, 6.0, True)
+    from proxylab.rules import BackwardRule
+    r = parse_activation("noisy:0.5").module(6.0, inplace=True, seed=9)
+    assert (type(r), r.rule, r.param, r.max_value, r.inplace, r.seed) == (BackwardRule, "noisy", 0.5, 6.0, True, 9)
+
+
+def test_swap_keeps_each_modules_clamp_and_inplace_flag():
+    model = nn.Sequential(nn.ReLU6(inplace=True), nn.LeakyReLU(0.3), nn.ReLU(), ProxyGradReLU(0.5, 0.1, 4.0))
+    swap_activations(model, "proxygrad:0.2")
+    assert [(m.max_value, m.inplace, m.forward_slope) for m in model] == [
+        (6.0, True, 0.0), (None, False, 0.0), (None, False, 0.0), (4.0, False, 0.0)]
+    with proxygrad(model, 0.7):  # proxygrad() keeps each forward slope
+        assert [(m.max_value, m.forward_slope, m.backward_slope) for m in model] == [
+            (6.0, 0.0, 0.7), (None, 0.0, 0.7), (None, 0.0, 0.7), (4.0, 0.0, 0.7)]
+    model = nn.Sequential(nn.LeakyReLU(0.3, inplace=True), ProxyGradReLU(0.5, 0.1, 4.0))
+    with proxygrad(model, 0.7):
+        assert [(m.max_value, m.forward_slope, m.inplace) for m in model] == [(None, 0.3, True), (4.0, 0.1, False)]
+
+
+def test_slopes_given_as_one_element_tensors_and_bad_clamps():
+    assert ProxyGradReLU(torch.tensor(0.25)).backward_slope == 0.25
+    assert type(proxylab.check_slope(torch.tensor([2]))) is float
+    with pytest.raises(ValueError, match="must be a number"):
+        ProxyGradReLU(torch.tensor([0.1, 0.2]))
+    with pytest.raises(ValueError, match="must be a number"):
+        ProxyGradReLU(True)
+    with pytest.raises(ValueError, match="backward_slope must be >= 0 .*slopes above 1 are allowed"):
+        proxy_relu(torch.zeros(2), -1.0)
+    with pytest.raises(ValueError, match="forward_slope must be >= 0"):
+        proxy_relu(torch.zeros(2), 0.1, forward_slope=-0.5)
+    with pytest.raises(ValueError, match="backward_slope must be >= 0"):
+        with proxygrad(nn.Sequential(nn.ReLU()), -0.5):
+            pass
+    for bad in (0.0, -6.0):
+        with pytest.raises(ValueError, match="max_value must be > 0"):
+            proxy_relu(torch.zeros(2), 0.1, max_value=bad)
+    assert proxy_relu(torch.tensor([7.0]), 0.1, max_value=6).tolist() == [6.0]  # an int clamp is fine
+    assert proxy_relu(torch.tensor([0.7, -1.0]), 0.1, max_value=0.5).tolist() == [0.5, 0.0]  # any clamp > 0
+
+
+def test_the_functional_form_can_work_in_place_and_the_repr_lists_every_setting():
+    h = torch.randn(6, requires_grad=True) * 1
+    y = proxy_relu(h, 0.2, inplace=True)
+    assert y.data_ptr() == h.data_ptr() and (h >= 0).all()
+    assert repr(ProxyGradReLU(0.1, 0.05, max_value=6, inplace=True)) == (
+        "ProxyGradReLU(backward_slope=0.1, forward_slope=0.05, max_value=6, inplace=True)")
+
+
+def test_swap_count_says_what_was_converted():
+    from proxylab.proxygrad import SwapCount
+    assert str(SwapCount(1, 1)) == "1 rectifier module and 1 functional call site"
+    assert str(SwapCount(2, 0)) == "2 rectifier modules and 0 functional call sites"
+    unknown = SwapCount(3, None)
+    assert unknown == 3 and unknown.functional is None and unknown.modules == 3
+    assert str(unknown).startswith("3 rectifier modules and an unknown number of functional calls")
+    assert SwapCount(2, 5) == 7 and (SwapCount(2, 5).modules, SwapCount(2, 5).functional) == (2, 5)
+
+
+def test_a_slope_beyond_the_dtype_gives_inf_where_it_applies_and_1_elsewhere():
+    """float32 cannot hold a backward slope of 1e39: the gradient is inf on negative inputs (so AM
+    retries in float64) and still exactly the upstream gradient on positive ones, small or large."""
+    x = torch.tensor([-1.0, 0.0, 0.25, 1.0, 3.0])
+    y, g = grads(lambda t: proxy_relu(t, 1e39), x)
+    up = torch.linspace(-1, 2, 5)
+    assert torch.isinf(g[:2]).all() and torch.equal(g[2:], up[2:])
+    _, g64 = grads(lambda t: proxy_relu(t, 1e39), x.double())  # float64 holds it: the plain kernel
+    assert torch.equal(g64, up.double() * torch.tensor([1e39, 1e39, 1.0, 1.0, 1.0], dtype=torch.float64))
+
+
+def test_a_model_with_one_functional_rectifier_is_converted():
+    model = nn.Sequential(CallsRelu())
+    n = swap_activations(model, "proxygrad:0.1")
+    assert (n.modules, n.functional) == (0, 1)
+    x = torch.tensor([[-1.0, 2.0]], requires_grad=True)
+    (g,) = torch.autograd.grad(model(x).sum(), x)
+    assert torch.allclose(g, torch.tensor([[0.1, 1.0]]))  # converted: slope 0.1 on the negative input
