@@ -7,7 +7,7 @@
 Extra arguments after ``test`` go to pytest (``python3 dev.py test tests/test_proxygrad.py``).
 The test command runs in quick mode (PROXYLAB_QUICK=1) unless that variable is already set. The
 whole suite (no extra arguments) runs on one pytest-xdist worker per core (at most 4; set
-PROXYLAB_TEST_WORKERS=1 for one process), each test file or notebook whole on one worker, with one
+PROXYLAB_TEST_WORKERS=1 for one process), each test file or notebook whole on one worker (longest first: tests/conftest.py), with one
 torch thread per worker.
 
 For maintainers:
@@ -264,7 +264,8 @@ def main(argv: list[str]) -> int:
         if len(argv) == 1:  # the whole suite: one worker per core, each test file (a notebook) whole on one
             workers = max(1, min(int(env.get("PROXYLAB_TEST_WORKERS", os.cpu_count() or 1)), 4))
             if workers > 1:
-                cmd += ["-n", str(workers), "--dist", "loadfile", "--durations", "15"]
+                # whole files, in the order tests/conftest.py gives (longest first), not xdist's by test count
+                cmd += ["-n", str(workers), "--dist", "loadfile", "--no-loadscope-reorder", "--durations", "15"]
                 env.setdefault("OMP_NUM_THREADS", "1")  # two workers of two torch threads on two cores thrash
     return subprocess.call(cmd, cwd=ROOT, env=env)
 

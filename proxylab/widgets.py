@@ -49,14 +49,15 @@ def kernel_loop():
 
 
 class Rerun:
-    """A widget callback that a burst of changes runs once, with the final values.
+    """A widget callback that a burst of changes from the browser runs once, with the final values.
 
-    Inside a kernel (JupyterLab, Voilà: :func:`kernel_loop`) a change schedules ``action``
-    ``delay`` seconds later and cancels the one still pending, so several quick key presses on a slider
-    make one rerun at the last value instead of a queue of stale ones; changes that arrive while a rerun
-    computes are queued by the kernel and coalesce into one more. Outside a kernel (plain Python,
-    tests that set ``.value``) ``action`` runs at once. Errors become one line in ``status``
-    (:func:`safely`).
+    A change that the browser sends to a kernel (JupyterLab, Voilà: :func:`kernel_loop`; ipywidgets
+    applies it under the widget's property lock) schedules ``action`` ``delay`` seconds later and
+    cancels the one still pending, so several quick key presses on a slider make one rerun at the last
+    value instead of a queue of stale ones; changes that arrive while a rerun computes are queued by the
+    kernel and coalesce into one more. A change made by code (``slider.value = 0.3`` in a cell or a
+    test) runs ``action`` at once, so the next line sees its result. Errors become one line in
+    ``status`` (:func:`safely`).
     """
 
     def __init__(self, action, status: W.HTML, delay: float = 0.15):
@@ -65,8 +66,12 @@ class Rerun:
         self.runs = 0  # how many times action ran: what the coalescing saves is countable
 
     def __call__(self, change=None) -> None:
-        loop = kernel_loop()
+        owner = change.get("owner") if isinstance(change, dict) else getattr(change, "owner", None)
+        from_browser = bool(getattr(owner, "_property_lock", None))
+        loop = kernel_loop() if from_browser else None
         if loop is None:
+            if self.pending is not None:  # a pending browser rerun is superseded by this one
+                self.pending.cancel()
             self.fire()
             return
         if self.pending is not None:
@@ -180,7 +185,7 @@ class ToyTabs:
     so a page is usable once the first problem has run (the playground opens in a few seconds).
 
     Args:
-        problems: the problems, in tab order (default: all of :data:`PROBLEMS`).
+        problems: the problems, in tab order (default: all of ``PROBLEMS``).
         **kwargs: passed to every :class:`ToyExplorer` (``three_way``, ``steps`` ...).
     """
 

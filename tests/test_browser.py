@@ -128,6 +128,7 @@ def run_notebook_and_move_slider(page, url, tmp_path):
     assert "backward slope" in slider.inner_text()
     handle = slider.locator(".noUi-handle")
     handle.focus()
+    record_texts(page, ".widget-html", "of the optimum")
     for _ in range(4):  # 0.5 -> 0.3 in one quick burst: the convolution toy falls back into a pattern
         handle.press("ArrowLeft")
     page.locator(".widget-html:has-text('ProxyGrad 0.3:')").wait_for(timeout=60_000)
@@ -140,6 +141,19 @@ def run_notebook_and_move_slider(page, url, tmp_path):
     time.sleep(3)  # no queued rerun of an intermediate value (0.45, 0.4, 0.35) lands afterwards
     assert figure.get_attribute("src") == after_src and summary.inner_text() == after_text, \
         "a stale rerun replaced the final value's figure"
+    stale = [t for t in page.evaluate("window.__seen") if any(f"ProxyGrad {v}:" in t for v in ("0.45", "0.4", "0.35"))]
+    assert not stale, f"the burst reran intermediate values: {stale}"
+
+
+def record_texts(page, selector, containing):
+    """From now on, keep every text the last ``selector`` element containing ``containing`` shows
+    (in ``window.__seen``): what a burst of slider moves drew on the way, not only where it ended."""
+    page.evaluate("""([selector, containing]) => {
+        window.__seen = [];
+        const el = [...document.querySelectorAll(selector)].filter(e => e.innerText.includes(containing)).pop();
+        new MutationObserver(() => window.__seen.push(el.innerText))
+            .observe(el, {subtree: true, childList: true, characterData: true});
+    }""", [selector, containing])
 
 
 def test_notebook_08_explorer_redraws_on_layer_change(jupyterlab, browser, tmp_path):

@@ -101,19 +101,21 @@ def test_a_burst_of_slider_moves_in_a_kernel_reruns_once_with_the_last_value(mon
     first = e.results
 
     async def move_quickly():
-        for value in (0.55, 0.5, 0.45, 0.4):
-            e.sliders["backward"].value = value
+        for value in (0.55, 0.5, 0.45, 0.4):  # as the browser sends them: ipywidgets' set_state
+            e.sliders["backward"].set_state({"value": value})
             await asyncio.sleep(0.02)  # faster than the rerun's delay: still one burst
         assert e.results is first and e.rerun.runs == 0  # nothing ran yet: no stale rerun is queued
         await asyncio.sleep(e.rerun.delay * 3)
         assert e.rerun.runs == 1 and list(e.results) == ["Leaky ReLU 0.1", "ProxyGrad 0.4 (fwd 0.1)"]
-        e.sliders["backward"].value = 0.35
+        e.sliders["backward"].set_state({"value": 0.35})
         await asyncio.sleep(e.rerun.delay * 3)
         assert e.rerun.runs == 2 and "ProxyGrad 0.35 (fwd 0.1)" in e.results
+        e.sliders["backward"].value = 0.3  # set by code in a cell: runs at once, the next line sees it
+        assert e.rerun.runs == 3 and "ProxyGrad 0.3 (fwd 0.1)" in e.results
 
     in_own_loop(move_quickly)
-    alone = toy_explorer("local_maxima", a=0.1, b=0.5, backward=0.35, steps=30).results
-    assert e.results["ProxyGrad 0.35 (fwd 0.1)"].fraction == alone["ProxyGrad 0.35 (fwd 0.1)"].fraction
+    alone = toy_explorer("local_maxima", a=0.1, b=0.5, backward=0.3, steps=30).results
+    assert e.results["ProxyGrad 0.3 (fwd 0.1)"].fraction == alone["ProxyGrad 0.3 (fwd 0.1)"].fraction
 
 
 def test_outside_a_kernel_a_move_reruns_at_once_even_under_another_event_loop():
