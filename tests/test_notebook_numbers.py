@@ -469,6 +469,8 @@ CLAIMS: dict[tuple[str, str], list[C]] = {
         C("paired by class {:+.1f} ± {:.1f}, {}", lambda: t3_paired("proxygrad:0.05")[:2] + t3_paired("proxygrad:0.05")[3:]),
         C("the Leaky ReLU network is {} ReLU ({:+.1f} ± {:.1f}, {} of {})",
           lambda: ("behind" if t3_paired("leaky:0.01")[3] == "behind" else "?", *t3_paired("leaky:0.01")[:3], len(t3("relu")))),
+        C("ReLU's bucket ({:.1f} then {:.1f})", lambda: (R("figure2")["runs"]["paper"]["proxygrad"][0]["per_class"]["500"][4],
+                                                      t3("relu")[4])),
         C("had ProxyGrad {} for all {} classes ({:.1f} against ReLU's {:.1f})",
           lambda: (f2(REG500, 0.05)["verdict"], f2(REG500, 0.05)["ahead"], f2(REG500, 0.05)["mean"], f2(REG500, 0.05)["relu"])),
     ],
