@@ -176,9 +176,11 @@ def mutation_modules() -> list[str]:
     return [Path(p).stem for p in config["only_mutate"]]
 
 
-# mutmut's exit codes per mutant (mutmut.stats.status_by_exit_code)
+# mutmut's exit codes per mutant, as mutmut 3.8.1's mutmut.stats.status_by_exit_code names them (copied:
+# dev.py runs on the system Python, where mutmut is not installed); -9 is also its CPU-limit kill
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", None: "not checked",
-          -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", 36: "timeout"}
+          -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", 36: "timeout",
+          2: "interrupted", 34: "skipped", 37: "caught by type check", -9: "segfault", -11: "segfault"}
 COLUMNS = ("killed", "timeout", "survived", "no tests", "not checked")
 
 
