@@ -66,17 +66,15 @@ class Rerun:
         self.runs = 0  # how many times action ran: what the coalescing saves is countable
 
     def __call__(self, change=None) -> None:
-        owner = change.get("owner") if isinstance(change, dict) else getattr(change, "owner", None)
-        from_browser = bool(getattr(owner, "_property_lock", None))
+        if self.pending is not None:  # superseded by this change
+            self.pending.cancel()
+            self.pending = None
+        from_browser = bool(getattr(getattr(change, "owner", None), "_property_lock", None))
         loop = kernel_loop() if from_browser else None
         if loop is None:
-            if self.pending is not None:  # a pending browser rerun is superseded by this one
-                self.pending.cancel()
             self.fire()
-            return
-        if self.pending is not None:
-            self.pending.cancel()
-        self.pending = loop.call_later(self.delay, self.fire)
+        else:
+            self.pending = loop.call_later(self.delay, self.fire)
 
     def fire(self) -> None:
         self.pending = None
