@@ -54,6 +54,26 @@ def paired(values: Sequence[float], base: Sequence[float]) -> dict:
     return {"mean": mean, "se": se, "ahead": ahead, "n": n, "verdict": verdict(mean, se, ahead, n)}
 
 
+def paired_table(accuracies: dict[str, list[float]]) -> str:
+    """Markdown: every activation of a Table 4 grid against the ReLU runs of the same seeds, with its
+    reading. ``accuracies``: ``"dataset/net/activation"`` -> test accuracies in seed order (a merged
+    ``table4`` result's ``"accuracies"``)."""
+    from .proxygrad import parse_activation
+
+    rows = ["| dataset | net | activation | minus ReLU (same seed), mean ± SE | seeds ahead | reading |",
+            "|---|---|---|---|---|---|"]
+    for key, values in accuracies.items():
+        dataset, arch, act = key.split("/")
+        relu = accuracies.get(f"{dataset}/{arch}/relu")
+        if act == "relu" or relu is None:
+            continue
+        p = paired(values, relu)
+        se = "–" if p["se"] is None else f"{p['se']:.2f}"
+        rows.append(f"| {dataset} | {arch} | {parse_activation(act).label} | {p['mean']:+.2f} ± {se} | "
+                    f"{p['ahead']}/{p['n']} | {p['verdict']} |")
+    return "\n".join(rows)
+
+
 def _pm(p: dict, digits: int = 1) -> str:
     se = "–" if p["se"] is None else f"{p['se']:.{digits}f}"
     return f"{p['mean']:+.{digits}f} ± {se}, {p['ahead']}/{p['n']} ahead: {p['verdict']}"

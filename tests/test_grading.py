@@ -230,6 +230,7 @@ def test_no_failure_message_gives_the_expected_answer():
     """A wrong answer gets a message that helps (which way it is off, which idea to use) without
     printing the value the test expects: with the value in the message, the student would copy it."""
     from proxylab import gaussian, toys
+    from proxylab.report import critical_t
     from proxylab.runner import shipped
 
     reached03 = toys.run_toy(toys.local_maxima_problem("leaky:0.2", b=0.5), steps=400,
@@ -258,8 +259,8 @@ def test_no_failure_message_gives_the_expected_answer():
             ("nb06-ex2-solution", "def best_of(row):\n    return 0.3, 1.0\n",
              [repr(best), f"{gain:.1f}", f"{gain:.2f}", str(row["mean"][1])])],
         "07_classification_training.ipynb": [
-            ("nb07-ex2-solution", "import statistics\ndef table_cell(acc):\n"
-             "    return f'{statistics.mean(acc):.1f}±{statistics.pstdev(acc):.1f} (n={len(acc)})'\n", ["±2.0", "is 2.0"])],
+            ("nb07-ex1-solution", PROXY_GRADS.replace("slope))", "0.0))"), ["tensor("]),  # ReLU's backward
+            ("nb07-ex2-solution", READING.replace("critical_t(n)", "2.0"), _numbers(critical_t(3)))],
     }
     results = run_variants({name: [(g, s) for g, s, _ in v] for name, v in wrong.items()})
     for name, cases in wrong.items():
@@ -270,6 +271,44 @@ def test_no_failure_message_gives_the_expected_answer():
             leaked = [v for v in values if v in shown["evalue"]]
             assert not leaked, f"{name} {grade_id}: the message {shown['evalue']!r} shows the expected {leaked}"
             assert full is not None, f"{name} {grade_id}: the wrong answer passes the hidden tests"
+
+
+# notebook 07's answers written another way than the teacher's: (a correct one, by hand, loops)
+PROXY_GRADS = """import torch
+def proxygrad_grads(W1, w2, x, y, slope):
+    z = W1 @ x
+    h = z.clamp(min=0)
+    err = (w2 * h).sum() - y
+    dz = err * w2 * torch.where(z > 0, torch.tensor(1.0), torch.tensor(float(slope)))
+    return dz[:, None] * x[None, :], err * h
+same_as_leaky = False
+"""
+PROXY_GRADS_LOOPS = """import torch
+def proxygrad_grads(W1, w2, x, y, slope):
+    H, D = W1.shape
+    z = [sum(float(W1[i, j]) * float(x[j]) for j in range(D)) for i in range(H)]
+    h = [max(v, 0.0) for v in z]
+    err = sum(float(w2[i]) * h[i] for i in range(H)) - float(y)
+    g1 = torch.tensor([[err * float(w2[i]) * (1.0 if z[i] > 0 else slope) * float(x[j]) for j in range(D)]
+                       for i in range(H)])
+    return g1, torch.tensor([err * v for v in h])
+same_as_leaky = False
+"""
+READING = """import math
+from proxylab.report import critical_t
+def reading(diffs):
+    n = len(diffs)
+    if n < 2:
+        return 'within noise'
+    mean = sum(diffs) / n
+    se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1) / n)
+    ahead = sum(d > 0 for d in diffs)
+    if mean > critical_t(n) * se and ahead > n / 2:
+        return 'ahead'
+    if mean < -critical_t(n) * se and n - ahead > n / 2:
+        return 'behind'
+    return 'within noise'
+"""
 
 
 SIMULATION = """def steps_to_cross_zero(x, a, lr):
@@ -312,10 +351,16 @@ def test_a_correct_alternative_answer_gets_the_points():
              "    i = max(range(1, len(row['slopes'])), key=lambda j: row['mean'][j])\n"
              "    return float(row['slopes'][i]), float(row['mean'][i] - row['mean'][row['slopes'].index(0.0)])\n")],
         "07_classification_training.ipynb": [
-            ("nb07-ex1-solution", "def lr_at(epoch, epochs, lr, milestones=(0.5, 0.75), gamma=0.1):\n"
-             "    return lr * gamma ** sum(epoch > f * epochs for f in milestones)\n"),
-            ("nb07-ex1-solution", "def lr_at(epoch, epochs, lr, milestones=(0.5, 0.75), gamma=0.1):\n"
-             "    return lr * gamma ** sum(epoch > int(f * epochs) for f in milestones)\n")],
+            ("nb07-ex1-solution", PROXY_GRADS),
+            ("nb07-ex1-solution", PROXY_GRADS_LOOPS),
+            ("nb07-ex2-solution", READING),
+            ("nb07-ex2-solution", "import statistics\nfrom proxylab.report import critical_t\ndef reading(d):\n"
+             "    if len(d) < 2:\n        return 'within noise'\n"
+             "    bar = critical_t(len(d)) * statistics.stdev(d) / len(d) ** 0.5\n"
+             "    up, down = sum(x > 0 for x in d), sum(x < 0 for x in d)\n"
+             "    m = statistics.mean(d)\n"
+             "    return 'ahead' if m > bar and 2 * up > len(d) else 'behind' if m < -bar and 2 * (len(d) - up) > len(d) "
+             "else 'within noise'\n")],
     }
     results = run_variants(alternatives)
     for (name, grade_id, i), (full, _) in results.items():
@@ -347,9 +392,9 @@ def test_a_hard_coded_answer_fails_the_hidden_tests():
              "    r = shipped('figure2')['summary']['paper/proxygrad/step500']\n"
              "    return float(r['best_slope']), float(r['mean'][r['slopes'].index(r['best_slope'])] - r['mean'][0])\n")],
         "07_classification_training.ipynb": [
-            ("nb07-ex1-solution", "def lr_at(epoch, epochs, lr, milestones=(0.5, 0.75), gamma=0.1):\n"
-             "    return lr if epoch <= 150 else lr / 10\n"),
-            ("nb07-ex2-solution", "def table_cell(acc):\n    return '60.0±2.0 (n=3)' if len(acc) == 3 else '74.8 (n=1)'\n")],
+            ("nb07-ex1-solution", PROXY_GRADS.replace("slope))", "0.3))").replace("False", "True")),  # the visible slope
+            ("nb07-ex2-solution", "def reading(d):\n    if len(d) < 2 or len({x > 0 for x in d}) > 1 or max(d) - min(d) > 1:\n"
+             "        return 'within noise'\n    return 'ahead' if d[0] > 0 else 'behind'\n")],
     }
     results = run_variants(hard)
     for (name, grade_id, i), (full, shown) in results.items():

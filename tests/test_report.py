@@ -64,3 +64,18 @@ def test_update_readme_rewrites_only_the_block(tmp_path):
     (tmp_path / "plain.md").write_text("no markers")
     with pytest.raises(ValueError, match="results-table-start"):
         report.update_readme(tmp_path / "plain.md", tmp_path)
+
+
+def test_paired_table_reads_each_activation_against_relu_of_the_same_seeds():
+    acc = {"fmnist/resnet18/relu": [80.0, 81.0, 82.0],
+           "fmnist/resnet18/proxygrad:0.1": [81.0, 82.1, 82.9],   # +1.0 ± 0.06, 3/3: ahead
+           "fmnist/resnet18/leaky:0.2": [82.0, 79.0, 84.0],       # +0.67, seeds disagree: within noise
+           "fmnist/pfnet18/relu": [70.0, 70.5, 71.0],
+           "fmnist/pfnet18/leaky:0.01": [68.0, 68.4, 69.1],       # -2.0 ± 0.06: behind
+           "other/resnet18/proxygrad:0.1": [50.0]}                # no ReLU run to pair with: left out
+    rows = report.paired_table(acc).splitlines()[2:]
+    assert rows == ["| fmnist | resnet18 | ProxyGrad 0.1 | +1.00 ± 0.06 | 3/3 | ahead |",
+                    "| fmnist | resnet18 | Leaky ReLU 0.2 | +0.67 ± 1.33 | 2/3 | within noise |",
+                    "| fmnist | pfnet18 | Leaky ReLU 0.01 | -2.00 ± 0.06 | 0/3 | behind |"]
+    one_seed = report.paired_table({"d/n/relu": [70.0], "d/n/proxygrad:0.1": [75.0]}).splitlines()[2]
+    assert one_seed == "| d | n | ProxyGrad 0.1 | +5.00 ± – | 1/1 | within noise |"
