@@ -102,6 +102,7 @@ def slope_study(fn, kinds: dict[str, str], slopes, batches: dict, desc: str = ""
     """
     seeds = list(batches)
     out = {}
+    done: dict[tuple[str, object], torch.Tensor] = {}  # every kind's slope 0 is the same ReLU network: run once
     total = len(kinds) * len(slopes) * len(seeds)
     with tqdm(total=total, desc=desc, leave=False) as bar:
         for label, template in kinds.items():
@@ -110,7 +111,9 @@ def slope_study(fn, kinds: dict[str, str], slopes, batches: dict, desc: str = ""
                 spec = "relu" if s == 0 else template.format(s=s)
                 row = []
                 for seed in seeds:
-                    row.append(torch.as_tensor(fn(spec, *batches[seed], seed=seed, **kwargs)))
+                    if (spec, seed) not in done:
+                        done[spec, seed] = torch.as_tensor(fn(spec, *batches[seed], seed=seed, **kwargs))
+                    row.append(done[spec, seed])
                     bar.update()
                 rows.append(torch.stack(row))
             out[label] = torch.stack(rows)

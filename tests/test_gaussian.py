@@ -101,3 +101,9 @@ def test_monte_carlo_is_seeded_and_its_defaults_are_the_standard_gaussian():
     for key in ("mean", "second", "var"):
         value, se = mc[key]
         assert abs(value - exact[key]) < 4 * se and se < 2e-3, key
+
+
+@pytest.mark.parametrize("sigma", [0.0, -1.0, float("nan")])
+def test_moments_refuse_a_std_that_is_not_positive(sigma):
+    with pytest.raises(ValueError, match="sigma must be a positive number"):
+        gaussian.moments(0.1, 0.0, sigma)

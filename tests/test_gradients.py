@@ -84,3 +84,20 @@ def test_predicted_growth_is_appendix_11_3s_closed_form():
 def test_bn_input_std_names_its_measures(batches):
     with pytest.raises(ValueError, match="per_channel"):
         gradients.bn_input_std("relu", *batches[0], measure="channel")
+
+
+def test_slope_study_runs_each_network_once_and_shares_relu_between_kinds():
+    calls = []
+
+    def fake(spec, images, labels, seed):
+        calls.append((spec, seed))
+        return torch.tensor([float(len(spec)), float(seed)])
+
+    batches = {0: (None, None), 5: (None, None)}
+    r = gradients.slope_study(fake, {"leaky": "leaky:{s}", "pg": "proxygrad:{s}"}, [0.0, 0.1], batches)
+    assert sorted(calls) == sorted([("relu", 0), ("relu", 5), ("leaky:0.1", 0), ("leaky:0.1", 5),
+                                    ("proxygrad:0.1", 0), ("proxygrad:0.1", 5)])
+    assert r["leaky"].shape == (2, 2, 2)
+    assert torch.equal(r["leaky"][0], r["pg"][0])                       # slope 0: the same ReLU network
+    assert r["pg"][1, :, 0].tolist() == [len("proxygrad:0.1")] * 2      # slope, then seed, in order
+    assert r["leaky"][1, :, 1].tolist() == [0.0, 5.0]
