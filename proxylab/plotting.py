@@ -25,16 +25,32 @@ def to_display(img: torch.Tensor) -> np.ndarray:
     return ((img.clamp(-1, 1) + 1) / 2).numpy()
 
 
+STRETCH = (1.0, 99.0)  # the display stretch of AM images: each image from its 1st to its 99th percentile
+STRETCH_CAPTION = ("display: each image stretched on its own from its 1st to its 99th percentile "
+                   "(the same stretch for every image; raw images below)")
+
+
+def stretch(img: np.ndarray, percentiles: tuple[float, float] = STRETCH) -> np.ndarray:
+    """A display image (values in [0, 1], from :func:`to_display`) stretched so that its low and
+    high percentiles (over all pixels and channels) map to 0 and 1, clipped. Pixel-space AM images
+    are low-contrast gray; the stretch shows their patterns. A flat image stays as it is."""
+    lo, hi = np.percentile(img, percentiles)
+    if hi - lo < 1e-6:
+        return img
+    return np.clip((img - lo) / (hi - lo), 0.0, 1.0)
+
+
 def image_grid(rows: Mapping[str, Sequence[torch.Tensor]], col_titles: Sequence[str] = (),
-               title: str | None = None, size: float = 1.8, extra_col: bool = False):
+               title: str | None = None, size: float = 1.8, extra_col: bool = False, stretched: bool = False):
     """Images in a grid: one row per label, in [-1, 1] (gray: black = -1, white = +1).
 
     Args:
-        rows: row label -> images of that row.
+        rows: row label -> images of that row (tensors in [-1, 1], or display arrays in [0, 1]).
         col_titles: one title per column.
         title: the figure title.
         size: inches per cell.
         extra_col: leave one empty column on the right (returned axes let callers fill it).
+        stretched: show every image with :func:`stretch` (and say so under the title).
 
     Returns:
         The figure (``fig.axes`` holds the axes row by row).
@@ -47,7 +63,8 @@ def image_grid(rows: Mapping[str, Sequence[torch.Tensor]], col_titles: Sequence[
         for c in range(n_cols):
             ax = axes[r, c]
             if c < len(images):
-                ax.imshow(to_display(images[c]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+                img = images[c] if isinstance(images[c], np.ndarray) else to_display(images[c])
+                ax.imshow(stretch(img) if stretched else img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if r == 0 and c < len(col_titles):
@@ -55,10 +72,65 @@ def image_grid(rows: Mapping[str, Sequence[torch.Tensor]], col_titles: Sequence[
             elif not (extra_col and c == n_cols - 1):
                 ax.axis("off")
         axes[r, 0].set_ylabel(label, fontsize=9)
-    if title:
-        fig.suptitle(title)
+    if title or stretched:
+        fig.suptitle("\n".join(t for t in (title, STRETCH_CAPTION if stretched else None) if t),
+                     fontsize=None if not stretched else 9)
     fig.tight_layout()
     return fig
+
+
+def stretched_and_raw(rows: Mapping[str, Sequence], col_titles: Sequence[str] = (), title: str | None = None,
+                      size: float = 1.8):
+    """Show an image grid with the display stretch, and the same grid raw one click away (an HTML
+    ``<details>`` block under it). Both as JPEG: AM images are noise-like, and PNG stores them at
+    about five times the size (notebooks are committed with their outputs). Returns the stretched figure."""
+    import base64
+
+    from IPython.display import HTML, Image, display
+
+    fig = image_grid(rows, col_titles, title, size, stretched=True)
+    raw = image_grid(rows, col_titles, title, size)
+    display(Image(data=jpeg(fig), format="jpeg"))
+    display(HTML("<details><summary>raw images (no stretch)</summary><img src='data:image/jpeg;base64,"
+                 + base64.b64encode(jpeg(raw, dpi=72)).decode() + "'></details>"))
+    plt.close(fig)
+    plt.close(raw)
+    return fig
+
+
+def jpeg(fig, dpi: int = 90, quality: int = 85) -> bytes:
+    """A figure as JPEG bytes."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="jpg", dpi=dpi, pil_kwargs={"quality": quality})
+    return buf.getvalue()
+
+
+def shipped_images(merged: dict, root) -> tuple[dict[str, list[np.ndarray]], list[str]]:
+    """The final images of a shipped image experiment (``table3``, ``figure3``) as display arrays,
+    from each job's ``images.png`` under ``root`` (the experiment's results folder).
+
+    Returns:
+        ``(rows, captions)``: row label -> one image per class; per row, the logits as text.
+    """
+    from pathlib import Path
+
+    from PIL import Image
+
+    from .proxygrad import parse_activation
+
+    rows, captions = {}, []
+    for row in merged["rows"]:
+        img = Image.open(Path(root) / row["images"]).convert("RGB")
+        n = len(row["final_logits"])
+        pad = 2 if n > 1 else 0  # save_grid's tiles have 2 px padding; torchvision saves a single image as it is
+        side = (img.width - pad) // n - pad
+        rows[parse_activation(row["spec"]).label] = [
+            np.asarray(img.crop((pad + c * (side + pad), pad, pad + c * (side + pad) + side, pad + side)),
+                       dtype=np.float64) / 255 for c in range(n)]
+        captions.append(", ".join(f"{v:.1f}" for v in row["final_logits"]))
+    return rows, captions
 
 
 def curves(series: Mapping[str, Sequence[float] | torch.Tensor], xlabel: str = "step",

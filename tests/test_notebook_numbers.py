@@ -34,7 +34,7 @@ from proxylab.sweep import PAPER_TABLE4, TABLE4_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = {"05": "05_leaky_relu_statistics.ipynb", "06": "06_class_visualization.ipynb",
-             "06b": "06b_are_the_maxima_real.ipynb", "07": "07_classification_training.ipynb",
+             "06b": "06b_are_the_maxima_real.ipynb", "06c": "06c_slope_diagnostic.ipynb", "07": "07_classification_training.ipynb",
              "08": "08_deep_visualization.ipynb"}
 
 # The paper's Figure 2 (text only, see PAPER_NOTES): mean logit (ProxyGrad, ReLU) per panel.
@@ -533,7 +533,7 @@ CLAIMS: dict[tuple[str, str], list[C]] = {
           "ends at {:.1f}, {:.1f} and {:.1f}, the Leaky ReLU network at {:.1f}, {:.1f} and {:.1f}",
           lambda: (f3_below(), f3_start(), *(f3(f"{k}:{s}") for k in ("proxygrad", "leaky") for s in (1, 3, 10)))),
     ],
-    ("06", "e75e8503"): [  # reading the diagnostic's record
+    ("06c", "e75e8503"): [  # reading the diagnostic's record
         C("lands in or next to it for {} of {} class panels",
           lambda: (sum(p["inside_or_next"] for p in PANELS().values()), sum(p["classes"] for p in PANELS().values()))),
         C("the score at the range's top is {} of a class's best ({} as a mean over a panel's classes), below the best "
@@ -642,15 +642,14 @@ EXEMPT: dict[tuple[str, str], dict[str, str]] = {
     ("05", "d07681d7"): {"0.1, 0.3": GRID},
     ("05", "4a349fd2"): {"0.01": GRID},
     ("06", "5e08d4e8"): {"2–3": "the paper's figure numbers", "-1": "protocol: the image box [-1, 1]"},
-    ("06", "10c6efa9"): {"0.05": "protocol: the quick run's Table 3 slope"},
     ("06", "6664e80d"): {"0.05": "protocol: Table 3's ProxyGrad slope"},
     ("06", "8d18478d"): {"0.5, 0.3": "protocol: the blur widths", "0.05": "protocol: the quick run's slope"},
     ("06", "a1fd3443"): {"0.3": "protocol: an earlier blur width"},
     ("06", "17134ed0"): {"0–0.3": "protocol: Figure 2's slope range"},
     ("06", "700bb16a"): {"95 %": "protocol: the quantile of the noise rule", "0.01, 0.02, 0.05, 0.1": GRID},
     ("06", "2c168ed8"): {"3.4": "constant: float32's largest number, 3.4e38"},
-    ("06", "212ff059"): {"0.8": "protocol: suggest_slope's cosine threshold"},
-    ("06", "bcb3748f"): {"1.0": "definition: the baseline's ratio"},
+    ("06c", "212ff059"): {"0.8": "protocol: suggest_slope's cosine threshold"},
+    ("06c", "bcb3748f"): {"1.0": "definition: the baseline's ratio"},
     ("06b", "5393fbfa"): {"-1": "protocol: the image box [-1, 1]"},
     ("06b", "4b4db24f"): {"0.1": "protocol: the start image's noise std"},
     ("06b", "4dda85e0"): {"1 %": "definition: the 'within 1 %' threshold", "0.01–0.03, 0.1, 0.3": GRID},
