@@ -388,9 +388,8 @@ def test_a_hard_coded_answer_fails_the_hidden_tests():
             ("nb05-ex2-solution", f"def dvar_da(a):\n    return {1 / 3.141592653589793!r}\n")],
         "06_class_visualization.ipynb": [
             ("nb06-ex1-solution", "def paired_gain(proxy, relu):\n    return 1.375, 0.0, 3\n"),
-            ("nb06-ex2-solution", "from proxylab.runner import shipped\ndef best_of(row):\n"
-             "    r = shipped('figure2')['summary']['paper/proxygrad/step500']\n"
-             "    return float(r['best_slope']), float(r['mean'][r['slopes'].index(r['best_slope'])] - r['mean'][0])\n")],
+            ("nb06-ex2-solution", "def best_of(row):\n"  # the visible test's two rows
+             "    return (0.05, 2.5) if row['mean'][0] == 10.0 else (0.3, 2.0)\n")],
         "07_classification_training.ipynb": [
             ("nb07-ex1-solution", PROXY_GRADS.replace("slope))", "0.3))").replace("False", "True")),  # the visible slope
             ("nb07-ex2-solution", "def reading(d):\n    if len(d) < 2 or len({x > 0 for x in d}) > 1 or max(d) - min(d) > 1:\n"
