@@ -26,7 +26,7 @@ def to_display(img: torch.Tensor) -> np.ndarray:
 
 
 STRETCH = (1.0, 99.0)  # the display stretch of AM images: each image from its 1st to its 99th percentile
-STRETCH_CAPTION = ("display: each image stretched on its own from its 1st to its 99th percentile "
+STRETCH_CAPTION = ("display: each image stretched on its own from its 1st to its 99th percentile\n"
                    "(the same stretch for every image; raw images below)")
 
 
