@@ -22,10 +22,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from . import rules
 from .ascent import ascend
-from .proxygrad import (ActivationSpec, check_slope, parse_activation, proxygrad, rectifier_calls, rectifier_sites,
-                        swap_activations, swapped)
+from .function_calls import evaluating
+from .proxygrad import ActivationSpec, check_slope, parse_activation
+from .rules import RULES
+from .swap import proxygrad, rectifier_calls, rectifier_sites, set_state, swap_activations, swapped
 
 DEFAULT_LR = 0.02
 DEFAULT_INIT_STD = 0.1
@@ -69,19 +70,6 @@ def channel_target(layer: str, channels: Sequence[int], position: tuple[int, int
 
 
 # --------------------------------------------------------------------------- gradient network
-@contextlib.contextmanager
-def evaluating(model: nn.Module):
-    """Put ``model`` in eval mode for a ``with`` block and restore each module's mode after: in
-    train mode BatchNorm would mix the images of a batch and dropout would add noise."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, mode in modes.items():
-            m.train(mode)
-
-
 @contextlib.contextmanager
 def in_float64(model: nn.Module):
     """``model``'s floating-point parameters and buffers in float64 for a ``with`` block, each
@@ -233,7 +221,7 @@ def visualize(model: nn.Module, targets: "Target | Sequence[int]", spec: str = "
             lambda img: target(net, img), x, steps, step_length,
             score=None if same_forward else original_score,
             after_step=regularize if regularizers else None,
-            before_step=lambda i: rules.set_state(net, i, image_seeds) if spec.kind in rules.RULES else None,
+            before_step=lambda i: set_state(net, i, image_seeds) if spec.kind in RULES else None,
             precise=lambda: in_float64(net), snapshot_steps=snapshot_steps, progress=progress, desc=f"AM {spec}")
     return AMResult(x.cpu(), scores.cpu(), list(target.indices), str(spec), steps,
                     {k: v.cpu() for k, v in snaps.items()})
@@ -332,7 +320,7 @@ def slope_diagnostic(model: nn.Module, images: torch.Tensor, targets: "Target | 
         images: a batch in [-1, 1], e.g. :func:`initial_images`.
         targets: class indices or a :class:`Target`, one per image.
         slopes: backward slopes to test (> 0).
-        layers: optional filter on rectifier names, as in :func:`proxylab.proxygrad`.
+        layers: optional filter on rectifier names, as in :func:`proxylab.swap.proxygrad`.
 
     Returns:
         A :class:`SlopeDiagnostic` with gain and cosine per slope and image, and per rectifier call.
@@ -462,7 +450,7 @@ def partial_conversions(model: nn.Module, targets: Sequence[int], slopes: Sequen
 
     Args:
         choices: label -> ``layers`` filter (a function of the rectifier's qualified name, or None
-            for all), as in :func:`proxylab.proxygrad.proxygrad`.
+            for all), as in :func:`proxylab.swap.proxygrad`.
 
     Returns:
         (slope, label) -> mean final score over the targets.

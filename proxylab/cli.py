@@ -8,8 +8,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
-from .config import device, quick_mode
+from .config import __version__, device, quick_mode
 from .files import writable_dir, write_json_atomic
 from .proxygrad import parse_activation
 
@@ -94,7 +93,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     # the command that regenerates the result (a merge-only or quiet call would regenerate nothing new)
     command = ("python -m proxylab " + " ".join(a for a in sys.argv[1:] if a not in ("--merge-only", "--quiet"))
                if sys.argv[1:2] == ["reproduce"] else None)
-    merged = reproduce(args.name, args.out, engine=args.engine, address=args.address, progress=not args.quiet,
+    merged = reproduce(experiments.get(args.name), args.out, engine=args.engine, address=args.address, progress=not args.quiet,
                        num_cpus=args.num_cpus, merge_only=args.merge_only, command=command)
     prov = merged["provenance"]
     if "markdown" in merged:
@@ -116,7 +115,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     todo = [p for p in jobs if not folder.path(p).exists()]
     print(f"# {len(jobs)} runs of {exp.name}, {len(jobs) - len(todo)} finished, {len(todo)} to do")
     if args.run:
-        reproduce(exp.name, args.out, engine=args.engine, quick=False, progress=not args.quiet)
+        reproduce(exp, args.out, engine=args.engine, quick=False, progress=not args.quiet)
         return 0
     for p in todo:
         flags = [f"--dataset {p['dataset']}", f"--arch {p['arch']}", f"--activation {p['activation']}",

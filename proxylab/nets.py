@@ -15,7 +15,8 @@ import torchvision
 from torch import nn
 from torch.nn import functional as F
 
-from .proxygrad import parse_activation, swap_activations
+from .proxygrad import parse_activation
+from .swap import rectifier_calls, swap_activations
 
 ARCHS = ("resnet18", "pfnet18")
 
@@ -166,8 +167,6 @@ def build(arch: str, num_classes: int, activation: str = "relu") -> nn.Module:
 def sparsity(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     """Fraction of exactly-zero outputs of every rectifier call on the batch ``x`` (in forward
     order): ReLU and ProxyGrad keep sparse activations, a Leaky ReLU has none."""
-    from .proxygrad import rectifier_calls
-
     fractions = {}
     with torch.no_grad(), rectifier_calls(model, lambda key, out: fractions.__setitem__(
             key, (out == 0).float().mean().item())):

@@ -40,6 +40,7 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
+from .config import __version__, quick_mode
 from .files import writable_dir, write_json_atomic
 
 
@@ -319,13 +320,13 @@ def _run_ray(exp: Experiment, folder: Folder, todo: list[dict], progress: bool, 
 
 
 # --------------------------------------------------------------------------- the entry point
-def reproduce(name: str, out, engine: str = "local", address: str | None = None, quick: bool | None = None,
+def reproduce(exp: Experiment, out, engine: str = "local", address: str | None = None, quick: bool | None = None,
               progress: bool = True, num_cpus: int | None = None, merge_only: bool = False,
               command: str | None = None) -> dict:
-    """Run every unfinished job of experiment ``name`` into ``out/name``, then merge.
+    """Run every unfinished job of experiment ``exp`` into ``out/NAME``, then merge.
 
     Args:
-        name: an experiment of :func:`proxylab.experiments.names`.
+        exp: the experiment (:func:`proxylab.experiments.get` finds one by name).
         out: the results root (``results/`` for the shipped ones).
         engine: ``"local"`` (this process, in order) or ``"ray"``.
         address: the Ray cluster to join (``"auto"``); None starts a local Ray.
@@ -334,13 +335,9 @@ def reproduce(name: str, out, engine: str = "local", address: str | None = None,
         command: the command line recorded in the provenance.
 
     Returns:
-        The merged result (also written as ``out/name/name.json``), with ``provenance``.
+        The merged result (also written as ``out/NAME/NAME.json``), with ``provenance``.
     """
-    from . import __version__
-    from .config import quick_mode
-    from .experiments import get
-
-    exp = get(name)
+    name = exp.name
     quick = quick_mode() if quick is None else quick
     if engine not in ("local", "ray"):
         raise RunnerError(f"unknown engine {engine!r}; choose local or ray")

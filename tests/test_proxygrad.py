@@ -273,7 +273,7 @@ def test_a_module_shared_by_two_parents_is_reported_once_per_call():
     """One ReLU in two parents, called once by each: two calls per forward, under its first name
     (not four, as two hooks on one module would report); the same for a shared functional block."""
     from proxylab import am, nets
-    from proxylab.proxygrad import rectifier_calls
+    from proxylab.swap import rectifier_calls
 
     torch.manual_seed(0)
     relu, block = nn.ReLU(), CallsRelu()
@@ -366,7 +366,7 @@ def test_the_functional_form_can_work_in_place_and_the_repr_lists_every_setting(
 
 
 def test_swap_count_says_what_was_converted():
-    from proxylab.proxygrad import SwapCount
+    from proxylab.swap import SwapCount
     assert str(SwapCount(1, 1)) == "1 rectifier module and 1 functional call site"
     assert str(SwapCount(2, 0)) == "2 rectifier modules and 0 functional call sites"
     unknown = SwapCount(3, None)
