@@ -99,7 +99,7 @@ def proxy_gradient_norms(model: nn.Module, images: torch.Tensor, targets: "Targe
     rows = []
     with evaluating(model), in_float64(model):
         for s in slopes:
-            with gradient_network(model, "relu" if s == 0 else ActivationSpec("proxygrad", check_slope(s))) as (net, _):
+            with gradient_network(model, ActivationSpec.at_slope("proxygrad", s)) as (net, _):
                 x = images.clone().requires_grad_(True)
                 (g,) = torch.autograd.grad(target(net, x).sum(), x)
             rows.append(g.flatten(1).norm(dim=1))
@@ -378,31 +378,26 @@ def slope_sweep(model: nn.Module, targets: Sequence[int], slopes: Sequence[float
     """Figure 2: the original network's mean score over the steps, for each kind and slope.
 
     Args:
-        kinds: label -> spec template, default ``{"ProxyGrad": "proxygrad:{s}", "Leaky ReLU": "leaky:{s}"}``;
-            slope 0 is the ReLU baseline for every kind (run once).
+        kinds: label -> kind (``"proxygrad"`` or ``"leaky"``; a template such as ``"proxygrad:{s}"``
+            names its kind too), default ``{"ProxyGrad": "proxygrad", "Leaky ReLU": "leaky"}``; slope 0
+            is the ReLU baseline for every kind (run once).
         regularize: None, or a function ``seed -> list of regularizers`` (fresh per run, so
             every run sees the same random rotations).
 
     Returns:
         label -> tensor (len(slopes), steps + 1) of scores averaged over the targets.
     """
-    kinds = kinds or {"ProxyGrad": "proxygrad:{s}", "Leaky ReLU": "leaky:{s}"}
-    baseline = None
-    out = {}
-    for label, template in kinds.items():
-        rows = []
+    kinds = kinds or {"ProxyGrad": "proxygrad", "Leaky ReLU": "leaky"}
+    runs: dict[ActivationSpec, torch.Tensor] = {}
+    for kind in kinds.values():
         for s in slopes:
-            if s == 0 and baseline is not None:
-                rows.append(baseline)
-                continue
-            regs = regularize(kwargs.get("seed", 0)) if regularize else ()
-            r = visualize(model, targets, "relu" if s == 0 else template.format(s=s), steps=steps,
-                          regularizers=regs, progress=False, **kwargs)
-            rows.append(r.scores.mean(dim=1))
-            if s == 0:
-                baseline = rows[-1]
-        out[label] = torch.stack(rows)
-    return out
+            spec = ActivationSpec.at_slope(kind.partition(":")[0], s)
+            if spec not in runs:  # ReLU, slope 0 of every kind, once
+                regs = regularize(kwargs.get("seed", 0)) if regularize else ()
+                runs[spec] = visualize(model, targets, spec, steps=steps, regularizers=regs, progress=False,
+                                       **kwargs).scores.mean(dim=1)
+    return {label: torch.stack([runs[ActivationSpec.at_slope(kind.partition(":")[0], s)] for s in slopes])
+            for label, kind in kinds.items()}
 
 
 def compare(model: nn.Module, targets: Sequence[int], specs: Sequence[str], steps: int = 30,
@@ -455,7 +450,7 @@ def partial_conversions(model: nn.Module, targets: Sequence[int], slopes: Sequen
     Returns:
         (slope, label) -> mean final score over the targets.
     """
-    return {(s, label): visualize(model, targets, f"proxygrad:{s}", steps=steps, layers=layers, progress=False,
+    return {(s, label): visualize(model, targets, ActivationSpec("proxygrad", check_slope(s)), steps=steps, layers=layers, progress=False,
                                   **kwargs).final.mean().item()
             for s in slopes for label, layers in choices.items()}
 

@@ -36,7 +36,7 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     out = writable_dir(args.out)  # before the work, not after it
     setup(args.seed)
     model = models.imagenet_model(args.model)
-    result = am.visualize(model, indices, str(spec), steps=args.steps, lr=args.lr, size=args.size,
+    result = am.visualize(model, indices, spec, steps=args.steps, lr=args.lr, size=args.size,
                           seed=args.seed, regularizers=regularizers.paper_regularization(args.seed)
                           if args.regularize else (), progress=not args.quiet)
     records = []

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from .config import quick_mode
+from .proxygrad import KIND_LABELS, ActivationSpec, parse_activation
 from .runner import Experiment, RunnerError
 
 FIG2_SLOPES = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3]
@@ -91,13 +92,6 @@ def run_am(params: dict, workdir: Path) -> dict:
     return result
 
 
-def _slope_of(spec: str) -> float:
-    from .proxygrad import parse_activation
-
-    s = parse_activation(spec)
-    return 0.0 if s.kind == "relu" else s.forward_slope if s.kind == "leaky" else s.backward_slope
-
-
 def figure2_jobs(quick: bool) -> list[dict]:
     slopes = [0.0, 0.05, 0.2] if quick else FIG2_SLOPES
     jobs = []
@@ -106,23 +100,20 @@ def figure2_jobs(quick: bool) -> list[dict]:
             for s in slopes:
                 if s == 0 and kind == "leaky":
                     continue  # slope 0 is the ReLU baseline of both kinds: run once
-                jobs.append({**_am_setting(quick), "spec": "relu" if s == 0 else f"{kind}:{s:g}", "regularize": reg})
+                jobs.append({**_am_setting(quick), "spec": str(ActivationSpec.at_slope(kind, s)), "regularize": reg})
     return jobs
 
 
 def figure2_merge(finished, folder: Path, quick: bool) -> dict:
     import matplotlib.pyplot as plt
 
-    from .proxygrad import parse_activation
-
     steps = _am_setting(quick)["steps"]
     at = [s for s in (10, steps) if s <= steps]
     data: dict = {}
     for params, result in finished:
-        kind = parse_activation(params["spec"]).kind
-        entry = {"slope": _slope_of(params["spec"]), "spec": params["spec"], "mean": result["mean"],
-                 "per_class": result["per_class"]}
-        kinds = ["proxygrad", "leaky"] if kind == "relu" else [kind]
+        spec = parse_activation(params["spec"])
+        entry = {"slope": spec.slope, "spec": params["spec"], "mean": result["mean"], "per_class": result["per_class"]}
+        kinds = ["proxygrad", "leaky"] if spec.kind == "relu" else [spec.kind]
         for k in kinds:
             data.setdefault(params["regularize"], {}).setdefault(k, []).append(entry)
     for reg in data.values():
@@ -140,7 +131,7 @@ def figure2_merge(finished, folder: Path, quick: bool) -> dict:
                     continue
                 means = [p.mean().item() for p in per]
                 se = [p.std().item() / len(p) ** 0.5 if len(p) > 1 else 0.0 for p in per]
-                ax.errorbar(xs, means, yerr=se, marker="o", capsize=3, label="ProxyGrad" if kind == "proxygrad" else "Leaky ReLU")
+                ax.errorbar(xs, means, yerr=se, marker="o", capsize=3, label=KIND_LABELS[kind])
                 best = max(range(len(xs)), key=lambda i: means[i])
                 # paired with ReLU on the same classes: mean difference, its standard error, classes ahead
                 base = per[xs.index(0.0)] if 0.0 in xs else None
@@ -172,7 +163,7 @@ def figure2_merge(finished, folder: Path, quick: bool) -> dict:
                 if e["slope"] == 0 and kind == "proxygrad":
                     ax.plot(e["mean"], color="gray", label="ReLU")
                 elif e["slope"] == best and best:
-                    ax.plot(e["mean"], label=f"{'ProxyGrad' if kind == 'proxygrad' else 'Leaky ReLU'} {best:g}")
+                    ax.plot(e["mean"], label=ActivationSpec.at_slope(kind, best).label)
         ax.set(xlabel="step", ylabel="mean logit", xscale="symlog",
                title=f"{'with' if reg == 'paper' else 'without'} regularization: best final slopes")
         ax.grid(alpha=0.3)
@@ -184,8 +175,8 @@ def figure2_merge(finished, folder: Path, quick: bool) -> dict:
 
 
 def table3_jobs(quick: bool) -> list[dict]:
-    specs = ["relu", f"leaky:{TABLE3_SLOPES['leaky']:g}", f"proxygrad:{TABLE3_SLOPES['proxygrad']:g}"]
-    return [{**_am_setting(quick), "spec": s, "regularize": "paper", "save_images": True} for s in specs]
+    specs = [ActivationSpec("relu")] + [ActivationSpec.at_slope(k, s) for k, s in TABLE3_SLOPES.items()]
+    return [{**_am_setting(quick), "spec": str(s), "regularize": "paper", "save_images": True} for s in specs]
 
 
 def images_merge(name: str, title: str):
@@ -194,7 +185,6 @@ def images_merge(name: str, title: str):
         from PIL import Image
 
         from . import models
-        from .proxygrad import parse_activation
         from .runner import Folder
 
         keys = Folder(folder.parent, REGISTRY[name], quick)  # a job's folder, whatever order its slug was written in
@@ -244,7 +234,7 @@ def figure3_jobs(quick: bool) -> list[dict]:
     """ProxyGrad (the paper's "animal faces") and a Leaky ReLU network (its "repetitive textures")
     at the same high slopes; both need the float64 fallback of :mod:`proxylab.ascent` above 1."""
     base = {**_am_setting(quick), "classes": ["poncho"]}
-    return [{**base, "spec": f"{kind}:{s:g}", "regularize": "paper", "save_images": True}
+    return [{**base, "spec": str(ActivationSpec.at_slope(kind, s)), "regularize": "paper", "save_images": True}
             for kind in ("proxygrad", "leaky") for s in FIGURE3_SLOPES]
 
 
@@ -271,8 +261,8 @@ def table5_jobs(quick: bool) -> list[dict]:
                 for s in TABLE5_SLOPES:
                     if s == 0 and kind == "proxygrad":
                         continue
-                    spec = "relu" if s == 0 else f"{kind}:{s:g}"
-                    jobs.append({**_stats_setting(quick), "spec": spec, "batchnorm": bn, "seed": seed})
+                    jobs.append({**_stats_setting(quick), "spec": str(ActivationSpec.at_slope(kind, s)), "batchnorm": bn,
+                                 "seed": seed})
     return jobs
 
 
@@ -286,15 +276,12 @@ def run_table5(params: dict, workdir: Path) -> dict:
 
 def _by_kind(finished, value, slopes, extra_key=None):
     """(extra, kind label) -> tensor (slopes, seeds) from the finished jobs; ReLU joins both kinds."""
-    from .proxygrad import parse_activation
-
     table: dict = {}
     for params, result in finished:
-        kind = parse_activation(params["spec"]).kind
+        spec = parse_activation(params["spec"])
         extra = params.get(extra_key) if extra_key else None
-        for k in (["leaky", "proxygrad"] if kind == "relu" else [kind]):
-            label = "Leaky ReLU" if k == "leaky" else "ProxyGrad"
-            table.setdefault((extra, label), {}).setdefault(_slope_of(params["spec"]), {})[params["seed"]] = value(result)
+        for k in (["leaky", "proxygrad"] if spec.kind == "relu" else [spec.kind]):
+            table.setdefault((extra, KIND_LABELS[k]), {}).setdefault(spec.slope, {})[params["seed"]] = value(result)
     out = {}
     for key, per_slope in table.items():
         if set(per_slope) != set(slopes):
@@ -335,8 +322,7 @@ def figure4_jobs(quick: bool) -> list[dict]:
         for s in slopes:
             if s == 0 and kind == "proxygrad":
                 continue
-            spec = "relu" if s == 0 else f"{kind}:{s:g}"
-            jobs += [{**_stats_setting(quick), "spec": spec, "seed": seed} for seed in seeds]
+            jobs += [{**_stats_setting(quick), "spec": str(ActivationSpec.at_slope(kind, s)), "seed": seed} for seed in seeds]
     return jobs
 
 
@@ -479,7 +465,7 @@ def _table4_figure(finished, folder: Path, quick: bool) -> None:
 
     from . import plotting
 
-    slopes = sorted({_slope_of(p["activation"]) for p in table4_jobs(quick)})
+    slopes = sorted({parse_activation(p["activation"]).slope for p in table4_jobs(quick)})
     values = _by_kind([({"spec": p["activation"], "seed": p["seed"], "arch": p["arch"]}, r) for p, r in finished],
                       lambda r: r["test_accuracy"], slopes, "arch")
     archs = sorted({arch for arch, _ in values})
@@ -538,7 +524,7 @@ def run_diagnostic(params: dict, workdir: Path) -> dict:
         keep = sorted({s for s in KEEP_STEPS if s <= params["steps"]} | {params["steps"]})
         grid = {}
         for s in params["slopes"]:
-            r = am.visualize(model, targets, "relu" if s == 0 else f"proxygrad:{s:g}", steps=params["steps"],
+            r = am.visualize(model, targets, ActivationSpec.at_slope("proxygrad", s), steps=params["steps"],
                              lr=params["lr"], size=params["size"], seed=params["seed"], init_std=params["init_std"],
                              progress=False)
             grid[f"{s:g}"] = {str(k): [round(v, 4) for v in r.scores[k].tolist()] for k in keep}
@@ -656,7 +642,7 @@ def diagnostic_merge(finished, folder: Path, quick: bool) -> dict:
 
 
 # --------------------------------------------------------------------------- held-out judges
-TRANSFER_RULES = ["relu", f"leaky:{TABLE3_SLOPES['leaky']:g}", f"proxygrad:{TABLE3_SLOPES['proxygrad']:g}",
+TRANSFER_RULES = ["relu", *(str(ActivationSpec.at_slope(k, s)) for k, s in TABLE3_SLOPES.items()),
                   "guided", "deconvnet", "redirected", "noisy:0.3"]
 JUDGE_STEPS = (10, 500)
 

@@ -125,13 +125,36 @@ class ProxyGradReLU(nn.Module):
 
 
 # --------------------------------------------------------------------------- activation specs
+KIND_LABELS = {"relu": "ReLU", "leaky": "Leaky ReLU", "proxygrad": "ProxyGrad", "guided": "guided backprop",
+               "deconvnet": "deconvnet", "redirected": "redirected ReLU", "noisy": "noisy"}
+SWEPT_KINDS = ("leaky", "proxygrad")  # the kinds a slope sweeps; slope 0 is ReLU, the baseline of both
+
+
 @dataclass(frozen=True)
 class ActivationSpec:
-    """A parsed activation spec: ``kind`` plus its forward and backward slopes."""
+    """A parsed activation spec: ``kind`` plus its forward and backward slopes. Its ``str`` is the
+    spec's text (what job files and command lines hold); :func:`parse_activation` reads it back."""
 
     kind: str  # "relu", "leaky", "proxygrad", or a backward rule of proxylab.rules
     backward_slope: float = 0.0  # for "noisy": the noise scale S
     forward_slope: float = 0.0
+
+    @classmethod
+    def at_slope(cls, kind: str, slope: float) -> "ActivationSpec":
+        """``kind`` (``"leaky"`` or ``"proxygrad"``) at ``slope``, the point of a slope sweep;
+        slope 0 is ReLU for both kinds."""
+        if kind not in SWEPT_KINDS:
+            raise ValueError(f"a slope sweeps the kinds {' and '.join(SWEPT_KINDS)}, not {kind!r}")
+        slope = check_slope(slope)
+        if slope == 0:
+            return cls("relu")
+        return cls("leaky", slope, slope) if kind == "leaky" else cls("proxygrad", slope)
+
+    @property
+    def slope(self) -> float:
+        """The slope a sweep plots: a Leaky ReLU's (both passes), else the backward one (ProxyGrad's,
+        the noise scale of ``noisy``); 0 for ReLU."""
+        return self.forward_slope if self.kind == "leaky" else self.backward_slope
 
     @property
     def same_forward(self) -> bool:
@@ -141,21 +164,22 @@ class ActivationSpec:
     def __str__(self) -> str:
         if self.kind in ("relu", "guided", "deconvnet", "redirected"):
             return self.kind
-        if self.kind == "noisy":
-            return f"noisy:{self.backward_slope:g}"
-        if self.kind == "leaky":
-            return f"leaky:{self.forward_slope:g}"
+        if self.kind in ("noisy", "leaky"):
+            return f"{self.kind}:{self.slope:g}"
         tail = f":{self.forward_slope:g}" if self.forward_slope else ""
         return f"proxygrad:{self.backward_slope:g}{tail}"
 
     @property
+    def kind_label(self) -> str:
+        """The kind's name for plots and tables (``"Leaky ReLU"``, ``"ProxyGrad"``)."""
+        return KIND_LABELS[self.kind]
+
+    @property
     def label(self) -> str:
-        """A human-readable name for plots and tables."""
-        return {"relu": "ReLU", "leaky": f"Leaky ReLU {self.forward_slope:g}",
-                "proxygrad": f"ProxyGrad {self.backward_slope:g}", "guided": "guided backprop",
-                "deconvnet": "deconvnet", "redirected": "redirected ReLU",
-                "noisy": f"noisy {self.backward_slope:g}"}[self.kind] + (
-            f" (fwd {self.forward_slope:g})" if self.kind == "proxygrad" and self.forward_slope else "")
+        """A human-readable name for plots and tables, with the slope (``"ProxyGrad 0.05"``)."""
+        slope = f" {self.slope:g}" if self.kind in ("leaky", "proxygrad", "noisy") else ""
+        tail = f" (fwd {self.forward_slope:g})" if self.kind == "proxygrad" and self.forward_slope else ""
+        return self.kind_label + slope + tail
 
     def module(self, max_value: float | None = None, inplace: bool = False, seed: int = 0) -> nn.Module:
         """A fresh activation module for this spec, clamped at ``max_value`` (6 keeps ReLU6);

@@ -13,7 +13,7 @@ from IPython.display import display
 
 from . import toys
 from .plotting import lrelu_density_figure, toy_runs_figure
-from .proxygrad import parse_activation
+from .proxygrad import ActivationSpec, check_slope
 
 # Which sliders each toy problem uses, and which two specs it compares.
 PROBLEMS = {
@@ -141,15 +141,16 @@ class ToyExplorer:
     def value(self, name: str, default: float = 0.0) -> float:
         return self.sliders[name].value if name in self.sliders else default
 
-    def specs(self) -> dict[str, str]:
-        """The two activation specs compared at the current slider values."""
-        a, back = self.value("a"), self.value("backward")
-        original = "relu" if a == 0 else f"leaky:{a:g}"
-        proxy = f"proxygrad:{back:g}" + (f":{a:g}" if a else "")
-        specs = (original, f"leaky:{back:g}", proxy) if self.three_way else (original, proxy)
-        return {parse_activation(spec).label: spec for spec in specs}
+    def specs(self) -> dict[str, ActivationSpec]:
+        """The activation specs compared at the current slider values, by label: the original
+        network (ReLU or a Leaky ReLU of slope a), ProxyGrad on it, and with ``three_way`` the Leaky ReLU
+        of the backward slope."""
+        a, back = check_slope(self.value("a")), check_slope(self.value("backward"))
+        original, proxy = ActivationSpec.at_slope("leaky", a), ActivationSpec("proxygrad", back, a)
+        specs = (original, ActivationSpec("leaky", back, back), proxy) if self.three_way else (original, proxy)
+        return {spec.label: spec for spec in specs}
 
-    def build(self, spec: str) -> toys.ToyProblem:
+    def build(self, spec: ActivationSpec) -> toys.ToyProblem:
         if self.problem in ("sparse", "race"):
             return toys.sum_problem(spec)
         make = toys.local_maxima_problem if self.problem == "local_maxima" else toys.conv_problem
