@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -403,8 +404,6 @@ def slope_sweep(model: nn.Module, targets: Sequence[int], slopes: Sequence[float
 def compare(model: nn.Module, targets: Sequence[int], specs: Sequence[str], steps: int = 30,
             **kwargs) -> dict[str, tuple[AMResult, float]]:
     """Run AM with each spec from the same start; returns spec -> (result, seconds)."""
-    import time
-
     out = {}
     for spec in specs:
         t0 = time.perf_counter()
@@ -450,8 +449,8 @@ def partial_conversions(model: nn.Module, targets: Sequence[int], slopes: Sequen
     Returns:
         (slope, label) -> mean final score over the targets.
     """
-    return {(s, label): visualize(model, targets, ActivationSpec("proxygrad", check_slope(s)), steps=steps, layers=layers, progress=False,
-                                  **kwargs).final.mean().item()
+    return {(s, label): visualize(model, targets, ActivationSpec("proxygrad", check_slope(s)), steps=steps, layers=layers,
+                                  progress=False, **kwargs).final.mean().item()
             for s in slopes for label, layers in choices.items()}
 
 
@@ -470,17 +469,18 @@ def slope_verdict(curve: torch.Tensor, slopes: Sequence[float], suggested: tuple
     """
     if slopes[0] != 0:
         raise ValueError("the first slope of a sweep must be 0 (the ReLU baseline)")
-    values = curve[1:, step]
-    grid = list(slopes[1:])
+    values, grid = curve[1:, step], list(slopes[1:])
     pos = int(values.argmax())
-    best = grid[pos]
-    out = {"best_slope": best, "ratio": values.max().item() / curve[0, step].item()}
+    return {"best_slope": grid[pos], "ratio": values.max().item() / curve[0, step].item(),
+            "where": where_in(grid, pos, suggested)}
+
+
+def where_in(grid: Sequence[float], pos: int, suggested: tuple[float, float] | None) -> str:
+    """Where ``grid[pos]`` lies against a suggested ``(low, high)``: ``"inside"``, ``"next to"`` (one
+    grid step outside), ``"far from"``, or ``"no suggestion"``."""
     if suggested is None:
-        out["where"] = "no suggestion"
-    elif suggested[0] <= best <= suggested[1]:
-        out["where"] = "inside"
-    elif any(suggested[0] <= grid[j] <= suggested[1] for j in (pos - 1, pos + 1) if 0 <= j < len(grid)):
-        out["where"] = "next to"
-    else:
-        out["where"] = "far from"
-    return out
+        return "no suggestion"
+    if suggested[0] <= grid[pos] <= suggested[1]:
+        return "inside"
+    near = any(suggested[0] <= grid[j] <= suggested[1] for j in (pos - 1, pos + 1) if 0 <= j < len(grid))
+    return "next to" if near else "far from"

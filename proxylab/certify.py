@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
-from scipy.sparse import lil_matrix
+from scipy.sparse import lil_matrix, vstack
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -197,8 +197,6 @@ def lp_bounds(layers, lo: np.ndarray, hi: np.ndarray) -> list[tuple[np.ndarray, 
 
 def _constraints_kw(A, lo, hi):
     """linprog wants A_ub x <= b_ub and A_eq x = b_eq: split the two-sided rows."""
-    from scipy.sparse import vstack
-
     eq = lo == hi
     up, down = np.isfinite(hi) & ~eq, np.isfinite(lo) & ~eq
     kw = {}

@@ -9,10 +9,13 @@ import io
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
+from IPython import get_ipython
 from IPython.display import display
+from torch import nn
 
-from . import toys
-from .plotting import lrelu_density_figure, toy_runs_figure
+from . import am, models, toys
+from .models import PAPER_CLASSES
+from .plotting import curves, lrelu_density_figure, to_display, toy_runs_figure
 from .proxygrad import ActivationSpec, check_slope
 
 # Which sliders each toy problem uses, and which two specs it compares.
@@ -38,8 +41,6 @@ def safely(action, status: W.HTML):
 def kernel_loop():
     """The (asyncio) event loop of the Jupyter kernel this code runs in, or None outside a kernel
     (another library's loop, such as a browser driver's in a test process, does not count)."""
-    from IPython import get_ipython
-
     if getattr(get_ipython(), "kernel", None) is None:
         return None
     try:
@@ -252,10 +253,6 @@ class AMExplorer:
     """
 
     def __init__(self, model, classes=None, steps: int = 20, size: int = 128, slope: float = 0.05):
-        from torch import nn
-
-        from .models import PAPER_CLASSES
-
         self._model = model if isinstance(model, nn.Module) else None
         self._load = None if isinstance(model, nn.Module) else model
         self.size = size
@@ -275,10 +272,9 @@ class AMExplorer:
                               self.status, self.output])
         self.result = None
 
-    def spec(self) -> str:
-        if self.kind.value == "relu" or self.slope.value == 0:
-            return "relu"
-        return f"{self.kind.value}:{self.slope.value:g}"
+    def spec(self) -> ActivationSpec:
+        kind = self.kind.value
+        return ActivationSpec("relu") if kind == "relu" else ActivationSpec.at_slope(kind, self.slope.value)
 
     @property
     def model(self):
@@ -290,8 +286,6 @@ class AMExplorer:
 
     def run(self):
         """Run AM at the current settings and redraw; returns the :class:`proxylab.am.AMResult`."""
-        from . import am, models
-
         index = models.class_index(self.cls.value)
         model = self.model
         self.status.value = f"running {self.spec()} on {self.cls.value} ..."
@@ -299,8 +293,6 @@ class AMExplorer:
                                    size=self.size, progress=False)
         logit = self.result.final[0].item()
         self.status.value = f"{self.cls.value}, {self.spec()}: original-network logit <b>{logit:.2f}</b>"
-        from .plotting import curves, to_display
-
         fig, (ax_img, ax_curve) = plt.subplots(1, 2, figsize=(8, 3.4))
         ax_img.imshow(to_display(self.result.images[0]))
         ax_img.axis("off")

@@ -230,7 +230,7 @@ def test_no_failure_message_gives_the_expected_answer():
     """A wrong answer gets a message that helps (which way it is off, which idea to use) without
     printing the value the test expects: with the value in the message, the student would copy it."""
     from proxylab import gaussian, toys
-    from proxylab.runner import shipped
+    from proxylab.results import shipped
 
     reached03 = toys.run_toy(toys.local_maxima_problem("leaky:0.2", b=0.5), steps=400,
                              x0=toys.random_image(16, seed=0)).fraction
@@ -343,7 +343,7 @@ def test_a_hard_coded_answer_fails_the_hidden_tests():
             ("nb05-ex2-solution", f"def dvar_da(a):\n    return {1 / 3.141592653589793!r}\n")],
         "06_class_visualization.ipynb": [
             ("nb06-ex1-solution", "def paired_gain(proxy, relu):\n    return 1.375, 0.0, 3\n"),
-            ("nb06-ex2-solution", "from proxylab.runner import shipped\ndef best_of(row):\n"
+            ("nb06-ex2-solution", "from proxylab.results import shipped\ndef best_of(row):\n"
              "    r = shipped('figure2')['summary']['paper/proxygrad/step500']\n"
              "    return float(r['best_slope']), float(r['mean'][r['slopes'].index(r['best_slope'])] - r['mean'][0])\n")],
         "07_classification_training.ipynb": [

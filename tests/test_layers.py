@@ -7,12 +7,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "proxylab"
 
 # bottom first; a module may import modules of its own layer or below, never above, and never in a circle
 LAYERS = [
-    ("settings and helpers", {"config", "files", "gaussian", "report"}),
+    ("settings and helpers", {"config", "files", "gaussian"}),
     ("operator and spec", {"rules", "proxygrad", "ascent"}),
     ("model surgery", {"function_calls", "swap"}),
     ("models, AM and training", {"models", "nets", "data", "regularizers", "toys", "am", "certify",
-                                 "gradients", "train", "sweep", "plotting", "with_lucent"}),
-    ("grids and shipped results", {"runner", "experiments"}),
+                                 "resnet_stats", "train", "plotting", "with_lucent"}),
+    ("grids and shipped results", {"results", "report", "runner", "training_grids", "stats_grids", "am_grids",
+                                   "result_figures", "experiments"}),
     ("notebooks' widgets, CLI, the package", {"widgets", "explorer", "cli", "__main__", "__init__"}),
 ]
 

@@ -16,7 +16,7 @@ import torch
 
 from proxylab import experiments
 from proxylab.cli import main as cli
-from proxylab.runner import Folder, RunnerError, _commit_of, git_commit, job_key, reproduce
+from proxylab.runner import Folder, RunnerError, _commit_of, draw, git_commit, job_key, reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_ENV = dict(os.environ, PROXYLAB_QUICK="1", OMP_NUM_THREADS="1")
@@ -307,7 +307,7 @@ def test_an_unusable_out_is_one_line(tmp_path, capsys):
 
 
 def test_diagnostic_record_by_hand():
-    from proxylab.experiments import diagnostic_record
+    from proxylab.am_grids import diagnostic_record
 
     slopes = [0.0, 0.01, 0.1, 0.3]
     scores = torch.tensor([[10.0, 10.0], [12.0, 9.0], [15.0, 11.0], [11.0, 20.0]])  # (slope, class)
@@ -331,7 +331,9 @@ def test_table4_pairs_each_activation_with_relu_of_the_same_seed(tmp_path):
     acc = {("relu", 0): 80.0, ("relu", 1): 82.0, ("proxygrad:0.1", 0): 81.0, ("proxygrad:0.1", 1): 81.5,
            ("proxygrad:0.1", 2): 99.0, ("leaky:0.1", 0): 79.0}
     finished = [({**base, "activation": a, "seed": s}, {"test_accuracy": v}) for (a, s), v in acc.items()]
-    merged = experiments.get("table4").merge(finished, tmp_path, True)
+    exp = experiments.get("table4")
+    merged = exp.merge(finished, Folder(tmp_path, exp, True), True, {})
+    draw(exp, merged, tmp_path)  # the figure, from the merged data alone
     pg = merged["vs_relu"]["fashion-mnist/pfnet18/proxygrad:0.1"]
     assert pg["seeds"] == 2 and pg["ahead"] == 1 and pg["mean"] == pytest.approx(0.25)
     assert pg["se"] == pytest.approx(torch.tensor([1.0, -0.5], dtype=torch.float64).std().item() / 2 ** 0.5, abs=1e-3)
