@@ -56,7 +56,7 @@ def _visualize(params: dict, **kwargs):
 
 def run_am(params: dict, workdir: Path) -> dict:
     """One AM job: the batch of classes under one spec; scores per step (mean over classes) and
-    per class at :data:`KEEP_STEPS`; with ``save_images`` the final images as ``images.png``."""
+    per class at ``KEEP_STEPS``; with ``save_images`` the final images as ``images.png``."""
     _, indices, r = _visualize(params)
     keep = [s for s in KEEP_STEPS if s <= params["steps"]] + ([params["steps"]] if params["steps"] not in KEEP_STEPS else [])
     result = {"mean": [round(v, 4) for v in r.scores.mean(dim=1).tolist()],

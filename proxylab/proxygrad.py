@@ -152,7 +152,7 @@ class ActivationSpec:
 
     @property
     def slope(self) -> float:
-        """The slope a sweep plots: a Leaky ReLU's (both passes), else the backward one (ProxyGrad's,
+        """The slope a sweep plots, a Leaky ReLU's (both passes) or else the backward one (ProxyGrad's,
         the noise scale of ``noisy``); 0 for ReLU."""
         return self.forward_slope if self.kind == "leaky" else self.backward_slope
 
