@@ -315,19 +315,19 @@ class converting:
 
 # --------------------------------------------------------------------------- permanent conversion
 def _enter_hook(module, args):
-    c = controller(module)
-    c.acquire()
-    c.local.installed = getattr(c.local, "installed", 0) + 1
-    if getattr(c.local, "pushed", None) is not module:  # activated just now: the global pre-hook missed this call
-        c._push(module, args)
-    c.local.pushed = None
+    ctl = controller(module)
+    ctl.acquire()
+    ctl.local.installed = getattr(ctl.local, "installed", 0) + 1
+    if getattr(ctl.local, "pushed", None) is not module:  # activated just now: the global pre-hook missed this call
+        ctl._push(module, args)
+    ctl.local.pushed = None
 
 
 def _exit_hook(module, args, output):
-    c = _controllers.get(module)
-    if c is not None and getattr(c.local, "installed", 0):
-        c.local.installed -= 1
-        c.release()
+    ctl = _controllers.get(module)
+    if ctl is not None and getattr(ctl.local, "installed", 0):
+        ctl.local.installed -= 1
+        ctl.release()
 
 
 def install(model: nn.Module, make: Callable) -> None:
@@ -344,9 +344,9 @@ def install(model: nn.Module, make: Callable) -> None:
 def functional_modules(model: nn.Module) -> list[nn.Module]:
     """The replacement modules that answer ``model``'s functional rectifier calls right now
     (for :func:`proxylab.swap.set_state`)."""
-    c = _controllers.get(model)
-    if c is not None:
-        return c.modules()
+    ctl = _controllers.get(model)
+    if ctl is not None:
+        return ctl.modules()
     return [m for _, cache in getattr(model, "_proxylab_swaps", []) for m in cache.values() if m is not None]
 
 
