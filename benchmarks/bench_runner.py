@@ -19,7 +19,7 @@ from pathlib import Path
 os.environ.setdefault("PROXYLAB_QUICK", "1")
 
 from proxylab import experiments  # noqa: E402
-from proxylab.runner import reproduce  # noqa: E402
+from proxylab.runner import Folder, draw, reproduce  # noqa: E402
 
 NAME = "table5"
 
@@ -29,14 +29,14 @@ def back_to_back(exp) -> float:
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         finished = [(params, exp.run(params, Path(out))) for params in exp.jobs(True)]
-        exp.merge(finished, Path(out), True)
+        draw(exp, exp.merge(finished, Folder(out, exp, True), True, {}), Path(out))
         return time.perf_counter() - t0
 
 
 def through_runner(engine: str = "local", **kwargs) -> float:
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        reproduce(NAME, out, engine=engine, quick=True, progress=False, **kwargs)
+        reproduce(experiments.get(NAME), out, engine=engine, quick=True, progress=False, **kwargs)
         return time.perf_counter() - t0
 
 

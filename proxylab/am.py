@@ -16,16 +16,18 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from . import rules
 from .ascent import ascend
-from .proxygrad import (ActivationSpec, check_slope, parse_activation, proxygrad, rectifier_calls, rectifier_sites,
-                        swap_activations, swapped)
+from .function_calls import evaluating
+from .proxygrad import ActivationSpec, check_slope, parse_activation
+from .rules import RULES
+from .swap import proxygrad, rectifier_calls, rectifier_sites, set_state, swap_activations, swapped
 
 DEFAULT_LR = 0.02
 DEFAULT_INIT_STD = 0.1
@@ -70,19 +72,6 @@ def channel_target(layer: str, channels: Sequence[int], position: tuple[int, int
 
 # --------------------------------------------------------------------------- gradient network
 @contextlib.contextmanager
-def evaluating(model: nn.Module):
-    """Put ``model`` in eval mode for a ``with`` block and restore each module's mode after: in
-    train mode BatchNorm would mix the images of a batch and dropout would add noise."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, mode in modes.items():
-            m.train(mode)
-
-
-@contextlib.contextmanager
 def in_float64(model: nn.Module):
     """``model``'s floating-point parameters and buffers in float64 for a ``with`` block, each
     restored to its own dtype after (exactly: every float32 is a float64). The AM loop uses it when
@@ -111,7 +100,7 @@ def proxy_gradient_norms(model: nn.Module, images: torch.Tensor, targets: "Targe
     rows = []
     with evaluating(model), in_float64(model):
         for s in slopes:
-            with gradient_network(model, "relu" if s == 0 else ActivationSpec("proxygrad", check_slope(s))) as (net, _):
+            with gradient_network(model, ActivationSpec.at_slope("proxygrad", s)) as (net, _):
                 x = images.clone().requires_grad_(True)
                 (g,) = torch.autograd.grad(target(net, x).sum(), x)
             rows.append(g.flatten(1).norm(dim=1))
@@ -233,7 +222,7 @@ def visualize(model: nn.Module, targets: "Target | Sequence[int]", spec: str = "
             lambda img: target(net, img), x, steps, step_length,
             score=None if same_forward else original_score,
             after_step=regularize if regularizers else None,
-            before_step=lambda i: rules.set_state(net, i, image_seeds) if spec.kind in rules.RULES else None,
+            before_step=lambda i: set_state(net, i, image_seeds) if spec.kind in RULES else None,
             precise=lambda: in_float64(net), snapshot_steps=snapshot_steps, progress=progress, desc=f"AM {spec}")
     return AMResult(x.cpu(), scores.cpu(), list(target.indices), str(spec), steps,
                     {k: v.cpu() for k, v in snaps.items()})
@@ -332,7 +321,7 @@ def slope_diagnostic(model: nn.Module, images: torch.Tensor, targets: "Target | 
         images: a batch in [-1, 1], e.g. :func:`initial_images`.
         targets: class indices or a :class:`Target`, one per image.
         slopes: backward slopes to test (> 0).
-        layers: optional filter on rectifier names, as in :func:`proxylab.proxygrad`.
+        layers: optional filter on rectifier names, as in :func:`proxylab.swap.proxygrad`.
 
     Returns:
         A :class:`SlopeDiagnostic` with gain and cosine per slope and image, and per rectifier call.
@@ -390,38 +379,31 @@ def slope_sweep(model: nn.Module, targets: Sequence[int], slopes: Sequence[float
     """Figure 2: the original network's mean score over the steps, for each kind and slope.
 
     Args:
-        kinds: label -> spec template, default ``{"ProxyGrad": "proxygrad:{s}", "Leaky ReLU": "leaky:{s}"}``;
-            slope 0 is the ReLU baseline for every kind (run once).
+        kinds: label -> kind (``"proxygrad"`` or ``"leaky"``; a template such as ``"proxygrad:{s}"``
+            names its kind too), default ``{"ProxyGrad": "proxygrad", "Leaky ReLU": "leaky"}``; slope 0
+            is the ReLU baseline for every kind (run once).
         regularize: None, or a function ``seed -> list of regularizers`` (fresh per run, so
             every run sees the same random rotations).
 
     Returns:
         label -> tensor (len(slopes), steps + 1) of scores averaged over the targets.
     """
-    kinds = kinds or {"ProxyGrad": "proxygrad:{s}", "Leaky ReLU": "leaky:{s}"}
-    baseline = None
-    out = {}
-    for label, template in kinds.items():
-        rows = []
+    kinds = kinds or {"ProxyGrad": "proxygrad", "Leaky ReLU": "leaky"}
+    runs: dict[ActivationSpec, torch.Tensor] = {}
+    for kind in kinds.values():
         for s in slopes:
-            if s == 0 and baseline is not None:
-                rows.append(baseline)
-                continue
-            regs = regularize(kwargs.get("seed", 0)) if regularize else ()
-            r = visualize(model, targets, "relu" if s == 0 else template.format(s=s), steps=steps,
-                          regularizers=regs, progress=False, **kwargs)
-            rows.append(r.scores.mean(dim=1))
-            if s == 0:
-                baseline = rows[-1]
-        out[label] = torch.stack(rows)
-    return out
+            spec = ActivationSpec.at_slope(kind.partition(":")[0], s)
+            if spec not in runs:  # ReLU, slope 0 of every kind, once
+                regs = regularize(kwargs.get("seed", 0)) if regularize else ()
+                runs[spec] = visualize(model, targets, spec, steps=steps, regularizers=regs, progress=False,
+                                       **kwargs).scores.mean(dim=1)
+    return {label: torch.stack([runs[ActivationSpec.at_slope(kind.partition(":")[0], s)] for s in slopes])
+            for label, kind in kinds.items()}
 
 
 def compare(model: nn.Module, targets: Sequence[int], specs: Sequence[str], steps: int = 30,
             **kwargs) -> dict[str, tuple[AMResult, float]]:
     """Run AM with each spec from the same start; returns spec -> (result, seconds)."""
-    import time
-
     out = {}
     for spec in specs:
         t0 = time.perf_counter()
@@ -462,13 +444,13 @@ def partial_conversions(model: nn.Module, targets: Sequence[int], slopes: Sequen
 
     Args:
         choices: label -> ``layers`` filter (a function of the rectifier's qualified name, or None
-            for all), as in :func:`proxylab.proxygrad.proxygrad`.
+            for all), as in :func:`proxylab.swap.proxygrad`.
 
     Returns:
         (slope, label) -> mean final score over the targets.
     """
-    return {(s, label): visualize(model, targets, f"proxygrad:{s}", steps=steps, layers=layers, progress=False,
-                                  **kwargs).final.mean().item()
+    return {(s, label): visualize(model, targets, ActivationSpec("proxygrad", check_slope(s)), steps=steps, layers=layers,
+                                  progress=False, **kwargs).final.mean().item()
             for s in slopes for label, layers in choices.items()}
 
 
@@ -487,17 +469,18 @@ def slope_verdict(curve: torch.Tensor, slopes: Sequence[float], suggested: tuple
     """
     if slopes[0] != 0:
         raise ValueError("the first slope of a sweep must be 0 (the ReLU baseline)")
-    values = curve[1:, step]
-    grid = list(slopes[1:])
+    values, grid = curve[1:, step], list(slopes[1:])
     pos = int(values.argmax())
-    best = grid[pos]
-    out = {"best_slope": best, "ratio": values.max().item() / curve[0, step].item()}
+    return {"best_slope": grid[pos], "ratio": values.max().item() / curve[0, step].item(),
+            "where": where_in(grid, pos, suggested)}
+
+
+def where_in(grid: Sequence[float], pos: int, suggested: tuple[float, float] | None) -> str:
+    """Where ``grid[pos]`` lies against a suggested ``(low, high)``: ``"inside"``, ``"next to"`` (one
+    grid step outside), ``"far from"``, or ``"no suggestion"``."""
     if suggested is None:
-        out["where"] = "no suggestion"
-    elif suggested[0] <= best <= suggested[1]:
-        out["where"] = "inside"
-    elif any(suggested[0] <= grid[j] <= suggested[1] for j in (pos - 1, pos + 1) if 0 <= j < len(grid)):
-        out["where"] = "next to"
-    else:
-        out["where"] = "far from"
-    return out
+        return "no suggestion"
+    if suggested[0] <= grid[pos] <= suggested[1]:
+        return "inside"
+    near = any(suggested[0] <= grid[j] <= suggested[1] for j in (pos - 1, pos + 1) if 0 <= j < len(grid))
+    return "next to" if near else "far from"

@@ -24,8 +24,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
-from scipy.sparse import lil_matrix
+from scipy.sparse import lil_matrix, vstack
 from torch import nn
+from tqdm.auto import tqdm
+
+from .am import evaluating, gradient_network, in_float64
+from .ascent import ascend
+from .data import fashion_mnist
+from .proxygrad import parse_activation
+from .rules import RULES
+from .swap import set_state
 
 
 @dataclass
@@ -189,8 +197,6 @@ def lp_bounds(layers, lo: np.ndarray, hi: np.ndarray) -> list[tuple[np.ndarray, 
 
 def _constraints_kw(A, lo, hi):
     """linprog wants A_ub x <= b_ub and A_eq x = b_eq: split the two-sided rows."""
-    from scipy.sparse import vstack
-
     eq = lo == hi
     up, down = np.isfinite(hi) & ~eq, np.isfinite(lo) & ~eq
     kw = {}
@@ -278,10 +284,6 @@ def fashion_mlp(widths: list[int], size: int = 14, epochs: int = 3, seed: int = 
     """A :func:`mlp` trained on Fashion-MNIST downsampled to ``size`` x ``size`` pixels in [-1, 1]
     (Adam, lr 1e-3, batch 128, ``epochs`` epochs, seeded); returns ``(model in eval mode, test accuracy %)``.
     """
-    from tqdm.auto import tqdm
-
-    from .data import fashion_mnist
-
     def tensors(train):
         ds = fashion_mnist(train=train)
         x = ds.data[:subset] if subset else ds.data
@@ -315,17 +317,12 @@ def am_runs(model: nn.Module, output: int, spec: str, starts: torch.Tensor, step
         A dict with ``"values"`` (the network's output at the end, per start), ``"curve"`` (the mean
         over starts, per step) and ``"x"`` (the final inputs).
     """
-    from . import rules
-    from .am import evaluating, gradient_network, in_float64
-    from .ascent import ascend
-    from .proxygrad import parse_activation
-
     spec = parse_activation(spec)
     n = starts.shape[0]
     with evaluating(model), gradient_network(model, spec) as (net, same):
         x, scores, _ = ascend(lambda v: net(v)[:, output], starts, steps, lr,
                               score=None if same else (lambda v: model(v)[:, output]),
-                              before_step=(lambda i: rules.set_state(net, i, list(range(n)))) if spec.kind in rules.RULES else None,
+                              before_step=(lambda i: set_state(net, i, list(range(n)))) if spec.kind in RULES else None,
                               precise=lambda: in_float64(net), desc=f"AM {spec}")
     curve = scores.mean(dim=1).tolist()
     if polish_steps:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
-from .config import device, quick_mode
+from .config import __version__, device, quick_mode, setup
 from .files import writable_dir, write_json_atomic
+from .models import ModelUnavailable
 from .proxygrad import parse_activation
 
 MEANINGFUL_STEPS = 1000  # fewer optimizer steps than this: a smoke run (ResNet18 needs ~1 epoch of Fashion-MNIST)
@@ -27,7 +27,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_visualize(args: argparse.Namespace) -> int:
     """Activation maximization of ImageNet classes: one PNG per class, a grid, results.json."""
     from . import am, models, plotting, regularizers
-    from .config import setup
 
     spec = parse_activation(args.activation)
     names = [c.strip() for c in args.classes.split(",") if c.strip()]
@@ -37,7 +36,7 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     out = writable_dir(args.out)  # before the work, not after it
     setup(args.seed)
     model = models.imagenet_model(args.model)
-    result = am.visualize(model, indices, str(spec), steps=args.steps, lr=args.lr, size=args.size,
+    result = am.visualize(model, indices, spec, steps=args.steps, lr=args.lr, size=args.size,
                           seed=args.seed, regularizers=regularizers.paper_regularization(args.seed)
                           if args.regularize else (), progress=not args.quiet)
     records = []
@@ -94,7 +93,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     # the command that regenerates the result (a merge-only or quiet call would regenerate nothing new)
     command = ("python -m proxylab " + " ".join(a for a in sys.argv[1:] if a not in ("--merge-only", "--quiet"))
                if sys.argv[1:2] == ["reproduce"] else None)
-    merged = reproduce(args.name, args.out, engine=args.engine, address=args.address, progress=not args.quiet,
+    merged = reproduce(experiments.get(args.name), args.out, engine=args.engine, address=args.address, progress=not args.quiet,
                        num_cpus=args.num_cpus, merge_only=args.merge_only, command=command)
     prov = merged["provenance"]
     if "markdown" in merged:
@@ -116,12 +115,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     todo = [p for p in jobs if not folder.path(p).exists()]
     print(f"# {len(jobs)} runs of {exp.name}, {len(jobs) - len(todo)} finished, {len(todo)} to do")
     if args.run:
-        reproduce(exp.name, args.out, engine=args.engine, quick=False, progress=not args.quiet)
+        reproduce(exp, args.out, engine=args.engine, quick=False, progress=not args.quiet)
         return 0
     for p in todo:
-        flags = [f"--dataset {p['dataset']}", f"--arch {p['arch']}", f"--activation {p['activation']}",
-                 f"--seed {p['seed']}", f"--epochs {p['epochs']}"]
-        print(f"python -m proxylab train {' '.join(flags)} --out {folder.workdir(p)} --resume")
+        flags = " ".join(f"--{k} {p[k]}" for k in ("dataset", "arch", "activation", "seed", "epochs"))
+        print(f"python -m proxylab train {flags} --out {folder.workdir(p)} --resume")
     print(f"# or all of them, resumable: python -m proxylab reproduce {exp.name} --out {args.out} [--engine ray]")
     return 0
 
@@ -129,7 +127,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     """Table 4 from finished runs, one table per protocol: mean ± std over seeds, best per row in
     bold, the paper beside it."""
-    from .sweep import collect, tables
+    from .training_grids import collect, tables
 
     if not Path(args.runs_dir).is_dir():
         raise ValueError(f"{args.runs_dir} is not a folder; name the folder that holds the runs, "
@@ -153,18 +151,6 @@ def parse_floats(text: str, flag: str) -> list[float]:
         return [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise ValueError(f"{flag} takes comma-separated numbers, e.g. 0.5,0.75; got {text!r}") from None
-
-
-def parse_seeds(text: str) -> list[int]:
-    """'0-4' or '0,2,5' -> a list of seeds."""
-    seeds = []
-    for part in text.split(","):
-        if "-" in part:
-            lo, hi = part.split("-")
-            seeds += range(int(lo), int(hi) + 1)
-        elif part.strip():
-            seeds.append(int(part))
-    return seeds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,8 +233,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command. Every failure ends in one line on stderr: exit 2 for what the user can
     fix (bad input, missing data or model, an unwritable or full disk), 130 for Ctrl-C (finished
     epochs and jobs are kept), 1 for an unexpected error (set PROXYLAB_TRACEBACK=1 to see it)."""
-    from .models import ModelUnavailable
-
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

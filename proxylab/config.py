@@ -7,6 +7,7 @@ import random
 import numpy as np
 import torch
 
+__version__ = "0.1.0"  # pyproject.toml's; here so that any module can record it without importing the package
 QUICK_ENV = "PROXYLAB_QUICK"
 
 

@@ -7,12 +7,15 @@ A missing dataset raises :class:`DatasetMissing`, whose message says how to get 
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
+import zlib
 from pathlib import Path
 
 import torch
 import torchvision
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2 as T
 
@@ -169,7 +172,6 @@ class CUB200(Dataset):
         return len(self.samples)
 
     def __getitem__(self, i):
-        from PIL import Image
         path, label = self.samples[i]
         with Image.open(path) as img:
             return img.convert("RGB"), label
@@ -230,8 +232,6 @@ def _to_rgb_tensor(img) -> torch.Tensor:
 def split_key(name: str, dataset) -> str:
     """Names a training split: the dataset, its size and, for a drawn split (Caltech101's per
     seed), a checksum of the image indices, so that each split has statistics of its own."""
-    import zlib
-
     key = f"{name}:{len(dataset)}"
     if isinstance(dataset, torch.utils.data.Subset):
         key += f":{zlib.crc32(','.join(map(str, dataset.indices)).encode()):08x}"
@@ -242,8 +242,6 @@ def channel_stats(name: str, dataset, size: int = 64, limit: int = 2000, cache: 
     """The RGB mean and std of a training split (on up to ``limit`` of its images, resized to
     ``size`` px as training resizes them), computed once per split and size and cached in
     ``data_root()/stats.json``. Only training images enter: a drawn split's own test images never do."""
-    import json
-
     cache = cache or data_root() / "stats.json"
     key = f"{split_key(name, dataset)}@{size}"
     table = json.loads(cache.read_text()) if cache.exists() else {}

@@ -14,12 +14,16 @@ import math
 from pathlib import Path
 
 import ipywidgets as W
+import matplotlib
 import torch
 from IPython.display import display
+from PIL import Image
 from torch import nn
 from torchvision.transforms import v2 as T
+from torchvision.utils import make_grid
 
 from . import am
+from .proxygrad import ActivationSpec, check_slope
 from .widgets import Rerun, safely
 
 SAMPLE_IMAGES = {"Grace Hopper": "grace_hopper.jpg", "gift pack": "Minduka_Present_Blue_Pack.png",
@@ -29,8 +33,6 @@ RULE_KINDS = ["relu", "proxygrad", "guided", "deconvnet", "redirected", "noisy"]
 
 def load_image(source, size: int = 224) -> torch.Tensor:
     """An image file (path or bytes) as a (3, size, size) tensor in [-1, 1] (center crop, resize)."""
-    from PIL import Image
-
     img = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source)
     x = T.functional.to_dtype(T.functional.pil_to_tensor(img.convert("RGB")), torch.float32, scale=True)
     side = min(x.shape[-2:])
@@ -40,8 +42,6 @@ def load_image(source, size: int = 224) -> torch.Tensor:
 
 def sample_images(size: int = 224) -> dict[str, torch.Tensor]:
     """Real photos that ship with matplotlib (its sample data), in [-1, 1]."""
-    import matplotlib
-
     folder = Path(matplotlib.get_data_path()) / "sample_data"
     return {name: load_image(folder / file, size) for name, file in SAMPLE_IMAGES.items()
             if (folder / file).exists()}
@@ -77,15 +77,11 @@ def tile(maps: torch.Tensor, cell: int = 32, max_channels: int = 256) -> torch.T
     hi = maps.flatten(1).max(dim=1).values.view(-1, 1, 1)
     maps = (maps - lo) / (hi - lo).clamp_min(1e-8)
     maps = nn.functional.interpolate(maps[:, None], size=(cell, cell), mode="nearest")
-    from torchvision.utils import make_grid
-
     return make_grid(maps, nrow=math.ceil(math.sqrt(len(maps))), padding=1, pad_value=1.0)[0]
 
 
 def png(img: torch.Tensor) -> bytes:
     """(H, W) or (3, H, W) in [0, 1] as PNG bytes."""
-    from PIL import Image
-
     arr = (img.clamp(0, 1) * 255).round().byte()
     arr = arr.permute(1, 2, 0) if arr.dim() == 3 else arr
     buf = io.BytesIO()
@@ -181,11 +177,11 @@ class Explorer:
             self.image.options = list(self.images)
             self.image.value = name
 
-    def spec(self) -> str:
+    def spec(self) -> ActivationSpec:
         kind, s = self.rule.value, self.slope.value
         if kind == "proxygrad":
-            return f"proxygrad:{s:g}" if s > 0 else "relu"
-        return f"noisy:{s:g}" if kind == "noisy" else kind
+            return ActivationSpec.at_slope(kind, s)  # slope 0: the plain gradient
+        return ActivationSpec(kind, check_slope(s)) if kind == "noisy" else ActivationSpec(kind)
 
     def top_activations(self, k: int = 3) -> list[tuple[str, float]]:
         """The available images ranked by the selected channel's maximum activation."""
@@ -207,8 +203,6 @@ class Explorer:
             amap = (amap - amap.min()) / (amap.max() - amap.min()).clamp_min(1e-8)
             amap = nn.functional.interpolate(amap[None, None], size=img.shape[-2:], mode="bilinear")[0]
             thumbs += [img, amap.expand(3, -1, -1)]
-        from torchvision.utils import make_grid
-
         self.top_view.value = png(make_grid(torch.stack([T.functional.resize(t, [96, 96], antialias=True)
                                                          for t in thumbs]), nrow=2 * len(top), padding=2, pad_value=1))
         self.status.value = (f"channel {self.channel.value} of <b>{self.layer.value}</b>, {self.spec()}: "

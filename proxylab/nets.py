@@ -15,16 +15,21 @@ import torchvision
 from torch import nn
 from torch.nn import functional as F
 
-from .proxygrad import parse_activation, swap_activations
+from .proxygrad import ActivationSpec, parse_activation
+from .swap import rectifier_calls, swap_activations
 
 ARCHS = ("resnet18", "pfnet18")
 
 
-def resnet18(num_classes: int, activation: str = "relu") -> nn.Module:
-    """torchvision's ResNet18 (its Kaiming-normal init) with rectifiers set by ``activation``."""
-    model = torchvision.models.resnet18(num_classes=num_classes)
-    if parse_activation(activation).kind != "relu":
-        swap_activations(model, activation)
+def resnet18(num_classes: int, spec: "str | ActivationSpec" = "relu") -> nn.Module:
+    """torchvision's ResNet18 (its Kaiming-normal init) with rectifiers set by ``spec``."""
+    return _with(torchvision.models.resnet18(num_classes=num_classes), spec)
+
+
+def _with(model: nn.Module, spec: "str | ActivationSpec") -> nn.Module:
+    spec = parse_activation(spec)
+    if spec.kind != "relu":
+        swap_activations(model, spec)
     return model
 
 
@@ -148,26 +153,21 @@ class PFNet18(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-def pfnet18(num_classes: int, activation: str = "relu") -> nn.Module:
-    """PFNet18 with rectifiers set by ``activation``."""
-    model = PFNet18(num_classes)
-    if parse_activation(activation).kind != "relu":
-        swap_activations(model, activation)
-    return model
+def pfnet18(num_classes: int, spec: "str | ActivationSpec" = "relu") -> nn.Module:
+    """PFNet18 with rectifiers set by ``spec``."""
+    return _with(PFNet18(num_classes), spec)
 
 
-def build(arch: str, num_classes: int, activation: str = "relu") -> nn.Module:
+def build(arch: str, num_classes: int, spec: "str | ActivationSpec" = "relu") -> nn.Module:
     """``resnet18`` or ``pfnet18`` by name."""
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
-    return (resnet18 if arch == "resnet18" else pfnet18)(num_classes, activation)
+    return (resnet18 if arch == "resnet18" else pfnet18)(num_classes, spec)
 
 
 def sparsity(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     """Fraction of exactly-zero outputs of every rectifier call on the batch ``x`` (in forward
     order): ReLU and ProxyGrad keep sparse activations, a Leaky ReLU has none."""
-    from .proxygrad import rectifier_calls
-
     fractions = {}
     with torch.no_grad(), rectifier_calls(model, lambda key, out: fractions.__setitem__(
             key, (out == 0).float().mean().item())):

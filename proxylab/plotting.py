@@ -7,6 +7,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .proxygrad import parse_activation
+from .toys import g_formula
 
 # distinct dashes and markers (beside the colours), so that curves that coincide stay visible
 LINE_STYLES = [dict(ls="-", marker="o", lw=2.2, ms=5), dict(ls="--", marker="s", lw=1.6, ms=4),
@@ -215,8 +217,6 @@ def toy_runs_figure(results: Mapping[str, "object"], title: str | None = None):
 
 def g_figure(a: float, b: float, ax=None):
     """Figure 1: g(x) = LReLU_a(x) + b·LReLU_a(−x) on [-1, 1], with its two maxima marked."""
-    from .toys import g_formula
-
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 3))
     x = torch.linspace(-1, 1, 201)
@@ -236,8 +236,6 @@ def g_figure(a: float, b: float, ax=None):
 def activation_figure(specs: Sequence[str], x_range: float = 2.0):
     """Forward value and backward derivative of each activation spec on [-x_range, x_range],
     computed by autograd through the real modules (so ProxyGrad's two faces show)."""
-    from .proxygrad import parse_activation
-
     fig, (ax_f, ax_b) = plt.subplots(1, 2, figsize=(9, 3.2))
     for k, spec in enumerate(specs):
         spec = parse_activation(spec)

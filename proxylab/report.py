@@ -13,11 +13,12 @@ quantile of Student's t with n - 1 degrees of freedom (4.30 for 3 seeds, 2.36 fo
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
 from typing import Callable, Sequence
+
+from .results import shipped
 
 README_START, README_END = "<!-- results-table-start -->", "<!-- results-table-end -->"
 
@@ -306,14 +307,12 @@ ROWS: list[tuple[str, str, Callable[[dict], str], str]] = [
 def results_table(root) -> str:
     """The markdown table of every claim against its shipped result under ``root``; a result not
     shipped yet is a row that says so."""
-    root = Path(root)
     lines = ["| claim (paper) | ours | setting | status |", "|---|---|---|---|"]
     for name, claim, ours, setting in ROWS:
-        path = root / name / f"{name}.json"
-        if not path.exists():
+        merged = shipped(name, root)
+        if merged is None:
             lines.append(f"| {claim} | not run yet: `python -m proxylab reproduce {name} --out results` | {setting} | – |")
             continue
-        merged = json.loads(path.read_text())
         lines.append(f"| {claim} | {ours(merged)} | {setting} | {_status(merged)} (`results/{name}/`) |")
     return "\n".join(lines)
 

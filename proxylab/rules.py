@@ -20,9 +20,9 @@ convention is activation maximization's: ``grad`` is d(target)/d(output) and AM 
                   name); inside AM the noise of image ``i`` depends only on (module, the image's
                   seed, step, call), so a batched run equals per-image runs.
 
-The AM loop tells the rules where it is with :func:`set_state` (step, and each image's seed).
+The AM loop tells the rules where it is with :func:`proxylab.swap.set_state` (step, and each image's seed).
 Rules are defined on a ReLU/ReLU6 forward pass: converting a Leaky ReLU with one is refused
-(:func:`proxylab.proxygrad.swap_activations` raises), since its forward would silently become a ReLU's.
+(:func:`proxylab.swap.swap_activations` raises), since its forward would silently become a ReLU's.
 """
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ class _RuleFunction(torch.autograd.Function):
 class BackwardRule(nn.Module):
     """A rectifier with ReLU's (or ReLU6's) forward and one of the backward rules above.
 
-    Attributes set by the AM loop through :func:`set_state`: ``step`` (the optimization step,
+    Attributes set by the AM loop through :func:`proxylab.swap.set_state`: ``step`` (the optimization step,
     from 0; None outside AM) and ``image_seeds`` (one per image of the batch, for ``noisy``)."""
 
     def __init__(self, rule: str, param: float = 0.0, max_value: float | None = None,
@@ -142,15 +142,3 @@ def module_seed(name: str) -> int:
     """The noisy rule's stream of the rectifier called ``name`` (its qualified name)."""
     return _mix(zlib.crc32(name.encode()))
 
-
-def set_state(model: nn.Module, step: int | None, image_seeds=None) -> int:
-    """Tell every backward-rule module of ``model`` the AM step (from 0) and the seeds of the
-    images in the batch; returns how many modules were told."""
-    from .functional import functional_modules
-
-    n = 0
-    for m in list(model.modules()) + functional_modules(model):
-        if isinstance(m, BackwardRule):
-            m.step, m.calls, n = step, 0, n + 1
-            m.image_seeds = None if image_seeds is None else [int(s) for s in image_seeds]
-    return n

@@ -1,8 +1,8 @@
 """One runner for every grid of independent jobs (Figure 2 and 3, Tables 3, 4 and 5, Figure 4).
 
 An experiment (:mod:`proxylab.experiments`) is a list of jobs, each a small dict of parameters,
-a function that runs one job, and a merge that turns the finished jobs into the figure's data
-(one JSON) and its plots (PNG). The runner keeps one folder per experiment::
+a function that runs one job, a merge that turns the finished jobs into the figure's data (one
+JSON), and the figures (PNG) drawn from that data alone. The runner keeps one folder per experiment::
 
     OUT/NAME/protocol.json     what defines the results (a rerun with another protocol is refused)
     OUT/NAME/jobs/KEY.json     one file per finished job, written atomically, KEY from its parameters
@@ -29,18 +29,23 @@ import functools
 import hashlib
 import json
 import os
+import platform
 import socket
 import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import matplotlib.pyplot as plt
+import torch
 from tqdm.auto import tqdm
 
-from .files import writable_dir, write_json_atomic
+from .config import __version__, quick_mode
+from .files import writable_dir, write_json_atomic, write_text_atomic
+from .results import shipped
 
 
 LOCK_NAME = "running.lock"
@@ -56,19 +61,24 @@ class Experiment:
     """A grid of independent jobs and how to merge them.
 
     ``jobs(quick)`` lists the jobs' parameters; ``run(params, workdir)`` runs one and returns a
-    JSON-able dict; ``merge(finished, folder, quick)`` writes the figure's JSON and PNGs from the
-    list of ``(params, result)`` and returns the merged dict; ``protocol(quick)`` is what defines
-    the results (compared with a folder's ``protocol.json``); ``seconds_per_job`` an estimate on
-    this course's 2-core CPU, for ``--list``.
+    JSON-able dict; ``merge(finished, folder, quick, needed)`` turns the list of ``(params, result)``
+    into the merged data (it may read its own job folders through ``folder``, a :class:`Folder`;
+    ``needed`` holds the merged results of the experiments named in ``needs``, None where missing);
+    ``figures`` maps a file name to a function ``(merged, folder path)`` that draws it from the merged
+    data (a matplotlib figure, or the text of a ``.md``; None: nothing to draw); ``protocol(quick)``
+    is what defines the results (compared with a folder's ``protocol.json``); ``seconds_per_job`` an
+    estimate on this course's 2-core CPU, for ``--list``.
     """
 
     name: str
     summary: str
     jobs: Callable[[bool], list[dict]]
     run: Callable[[dict, Path], dict]
-    merge: Callable[[list[tuple[dict, dict]], Path, bool], dict]
+    merge: Callable[[list[tuple[dict, dict]], "Folder", bool, dict], dict]
     protocol: Callable[[bool], dict]
     seconds_per_job: Callable[[bool], float]
+    figures: dict[str, Callable] = field(default_factory=dict)
+    needs: tuple[str, ...] = ()
 
 
 def job_hash(params: dict) -> str:
@@ -111,10 +121,6 @@ def git_commit() -> str | None:
 
 @functools.lru_cache(maxsize=None)
 def device_name() -> str:
-    import platform
-
-    import torch
-
     if torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name(0)}"
     return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
@@ -261,8 +267,6 @@ def _ray_job(run: Callable[[dict, Path], dict], params: dict, workdir: str, quic
 
 def _check_reachable(address: str, timeout: float = 3.0) -> None:
     """Fail fast on a Ray address that does not answer (Ray itself retries for a minute or more)."""
-    import socket
-
     host, _, port = address.rpartition(":")
     try:
         with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
@@ -281,8 +285,6 @@ def _run_ray(exp: Experiment, folder: Folder, todo: list[dict], progress: bool, 
         import ray
     except ImportError:
         raise RunnerError("--engine ray needs Ray: pip install 'proxylab[ray]' (or use --engine local)") from None
-    import torch
-
     if address and address != "auto" and not address.startswith("ray://"):
         _check_reachable(address)
     if not ray.is_initialized():
@@ -319,13 +321,13 @@ def _run_ray(exp: Experiment, folder: Folder, todo: list[dict], progress: bool, 
 
 
 # --------------------------------------------------------------------------- the entry point
-def reproduce(name: str, out, engine: str = "local", address: str | None = None, quick: bool | None = None,
+def reproduce(exp: Experiment, out, engine: str = "local", address: str | None = None, quick: bool | None = None,
               progress: bool = True, num_cpus: int | None = None, merge_only: bool = False,
               command: str | None = None) -> dict:
-    """Run every unfinished job of experiment ``name`` into ``out/name``, then merge.
+    """Run every unfinished job of experiment ``exp`` into ``out/NAME``, then merge.
 
     Args:
-        name: an experiment of :func:`proxylab.experiments.names`.
+        exp: the experiment (:func:`proxylab.experiments.get` finds one by name).
         out: the results root (``results/`` for the shipped ones).
         engine: ``"local"`` (this process, in order) or ``"ray"``.
         address: the Ray cluster to join (``"auto"``); None starts a local Ray.
@@ -334,13 +336,9 @@ def reproduce(name: str, out, engine: str = "local", address: str | None = None,
         command: the command line recorded in the provenance.
 
     Returns:
-        The merged result (also written as ``out/name/name.json``), with ``provenance``.
+        The merged result (also written as ``out/NAME/NAME.json``), with ``provenance``.
     """
-    from . import __version__
-    from .config import quick_mode
-    from .experiments import get
-
-    exp = get(name)
+    name = exp.name
     quick = quick_mode() if quick is None else quick
     if engine not in ("local", "ray"):
         raise RunnerError(f"unknown engine {engine!r}; choose local or ray")
@@ -358,34 +356,28 @@ def reproduce(name: str, out, engine: str = "local", address: str | None = None,
                 _run_local(exp, folder, todo, progress)
             else:
                 _run_ray(exp, folder, todo, progress, address, num_cpus)
-        records = [folder.finished(p) for p in jobs]
-        finished = [(r["params"], r["result"]) for r in records if r is not None]
-        merged = exp.merge(finished, folder.root, quick)
-        job_seconds = sum(r["seconds"] for r in records if r is not None)
+        records = [r for r in map(folder.finished, jobs) if r is not None]
+        finished = [(r["params"], r["result"]) for r in records]
+        merged = exp.merge(finished, folder, quick, {n: shipped(n, out) for n in exp.needs})  # the declared inputs
         merged["provenance"] = {
             "command": command or f"python -m proxylab reproduce {name} --out {out}",
             "protocol": exp.protocol(quick), "proxylab": __version__, "git_commit": git_commit(),
-            "job_commits": dict(Counter(r.get("commit") or "unknown" for r in records if r is not None).most_common()),
-            "devices": sorted({r["device"] for r in records if r is not None}),
-            "jobs": len(jobs), "jobs_finished": len(finished),
-            "job_seconds_total": round(job_seconds, 1), "wall_seconds_this_call": round(time.perf_counter() - t0, 1)}
+            "job_commits": dict(Counter(r.get("commit") or "unknown" for r in records).most_common()),
+            "devices": sorted({r["device"] for r in records}), "jobs": len(jobs), "jobs_finished": len(finished),
+            "job_seconds_total": round(sum(r["seconds"] for r in records), 1),
+            "wall_seconds_this_call": round(time.perf_counter() - t0, 1)}
         write_json_atomic(merged, folder.root / f"{name}.json")
+        draw(exp, merged, folder.root)
         return merged
 
 
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
+def draw(exp: Experiment, merged: dict, root: Path) -> None:
+    """Write the experiment's figures (and ``.md`` tables), each drawn from the merged data alone."""
+    for file, make in exp.figures.items():
+        out = make(merged, root)
+        if isinstance(out, str):
+            write_text_atomic(out, root / file)
+        elif out is not None:
+            out.savefig(root / file, dpi=90, bbox_inches="tight")
+            plt.close(out)
 
-
-def provenance_line(merged: dict) -> str:
-    """One line saying what produced a merged result: jobs, CPU hours, devices, commit, command."""
-    prov = merged["provenance"]
-    return (f"{prov['jobs_finished']} of {prov['jobs']} jobs finished ({prov['job_seconds_total'] / 3600:.1f} CPU hours on "
-            f"{'; '.join(prov['devices'])}), proxylab {prov['proxylab']}, commit {prov['git_commit']}; "
-            f"regenerate or continue: {prov.get('command') or 'python -m proxylab reproduce NAME --out results'}")
-
-
-def shipped(name: str, root=None) -> dict | None:
-    """The merged full-protocol result of experiment ``name`` committed under ``results/`` (None
-    when it is not there yet): what the notebooks show beside their quick live runs."""
-    path = Path(root or RESULTS_DIR) / name / f"{name}.json"
-    return json.loads(path.read_text()) if path.exists() else None

@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 from . import data, nets
 from .config import device as default_device
 from .files import save_atomic, write_json_atomic, write_text_atomic
+from .models import Normalized
 from .proxygrad import parse_activation
 
 
@@ -69,7 +70,10 @@ class TrainConfig:
     sync_bn: bool = True  # SyncBatchNorm under DDP on GPUs (not available on CPU)
 
     def validate(self) -> "TrainConfig":
-        self.activation = str(parse_activation(self.activation))
+        """Check every field; parse ``activation`` (the spec's text, as the command line and the job
+        files hold it) into ``self.spec``, the value the run passes inward."""
+        self.spec = parse_activation(self.activation)
+        self.activation = str(self.spec)
         if self.arch not in nets.ARCHS:
             raise ValueError(f"unknown architecture {self.arch!r}; choose one of {', '.join(nets.ARCHS)}")
         if self.dataset not in data.DATASETS:
@@ -246,7 +250,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, downloa
         raise ValueError(f"the training set has {len(train_set)} images, fewer than one batch of "
                          f"{cfg.batch_size}: raise --subset or lower --batch-size")
     torch.manual_seed(cfg.seed)
-    model = nets.build(cfg.arch, num_classes, cfg.activation)
+    model = nets.build(cfg.arch, num_classes, cfg.spec)
     if world > 1 and cfg.sync_bn and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
@@ -338,7 +342,7 @@ def load_trained(out, device=None) -> tuple[nn.Module, dict]:
     """The network of a run folder (its ``checkpoint.pt``) in eval mode, and the run's config."""
     ckpt = _load_checkpoint(Path(out) / "checkpoint.pt", device or "cpu")
     cfg = ckpt["config"]
-    model = nets.build(cfg["arch"], data.DATASETS[cfg["dataset"]], cfg["activation"])
+    model = nets.build(cfg["arch"], data.DATASETS[cfg["dataset"]], parse_activation(cfg["activation"]))
     model.load_state_dict(ckpt["model"])
     return model.eval(), cfg
 
@@ -346,8 +350,6 @@ def load_trained(out, device=None) -> tuple[nn.Module, dict]:
 def load_for_am(out, device=None) -> nn.Module:
     """A trained run's network wrapped to take images in [-1, 1], like the ImageNet models of
     :mod:`proxylab.models`, so the AM engine and the slope diagnostic apply to it unchanged."""
-    from .models import Normalized
-
     model, cfg = load_trained(out, device)
     train_set, _ = data.raw_splits(cfg["dataset"], cfg["seed"])
     size = cfg.get("image_size") or data.DEFAULT_SIZE[cfg["dataset"]]

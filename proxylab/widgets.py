@@ -9,11 +9,14 @@ import io
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
+from IPython import get_ipython
 from IPython.display import display
+from torch import nn
 
-from . import toys
-from .plotting import lrelu_density_figure, toy_runs_figure
-from .proxygrad import parse_activation
+from . import am, models, toys
+from .models import PAPER_CLASSES
+from .plotting import curves, lrelu_density_figure, to_display, toy_runs_figure
+from .proxygrad import ActivationSpec, check_slope
 
 # Which sliders each toy problem uses, and which two specs it compares.
 PROBLEMS = {
@@ -38,8 +41,6 @@ def safely(action, status: W.HTML):
 def kernel_loop():
     """The (asyncio) event loop of the Jupyter kernel this code runs in, or None outside a kernel
     (another library's loop, such as a browser driver's in a test process, does not count)."""
-    from IPython import get_ipython
-
     if getattr(get_ipython(), "kernel", None) is None:
         return None
     try:
@@ -141,15 +142,16 @@ class ToyExplorer:
     def value(self, name: str, default: float = 0.0) -> float:
         return self.sliders[name].value if name in self.sliders else default
 
-    def specs(self) -> dict[str, str]:
-        """The two activation specs compared at the current slider values."""
-        a, back = self.value("a"), self.value("backward")
-        original = "relu" if a == 0 else f"leaky:{a:g}"
-        proxy = f"proxygrad:{back:g}" + (f":{a:g}" if a else "")
-        specs = (original, f"leaky:{back:g}", proxy) if self.three_way else (original, proxy)
-        return {parse_activation(spec).label: spec for spec in specs}
+    def specs(self) -> dict[str, ActivationSpec]:
+        """The activation specs compared at the current slider values, by label: the original
+        network (ReLU or a Leaky ReLU of slope a), ProxyGrad on it, and with ``three_way`` the Leaky ReLU
+        of the backward slope."""
+        a, back = check_slope(self.value("a")), check_slope(self.value("backward"))
+        original, proxy = ActivationSpec.at_slope("leaky", a), ActivationSpec("proxygrad", back, a)
+        specs = (original, ActivationSpec("leaky", back, back), proxy) if self.three_way else (original, proxy)
+        return {spec.label: spec for spec in specs}
 
-    def build(self, spec: str) -> toys.ToyProblem:
+    def build(self, spec: ActivationSpec) -> toys.ToyProblem:
         if self.problem in ("sparse", "race"):
             return toys.sum_problem(spec)
         make = toys.local_maxima_problem if self.problem == "local_maxima" else toys.conv_problem
@@ -251,10 +253,6 @@ class AMExplorer:
     """
 
     def __init__(self, model, classes=None, steps: int = 20, size: int = 128, slope: float = 0.05):
-        from torch import nn
-
-        from .models import PAPER_CLASSES
-
         self._model = model if isinstance(model, nn.Module) else None
         self._load = None if isinstance(model, nn.Module) else model
         self.size = size
@@ -274,10 +272,9 @@ class AMExplorer:
                               self.status, self.output])
         self.result = None
 
-    def spec(self) -> str:
-        if self.kind.value == "relu" or self.slope.value == 0:
-            return "relu"
-        return f"{self.kind.value}:{self.slope.value:g}"
+    def spec(self) -> ActivationSpec:
+        kind = self.kind.value
+        return ActivationSpec("relu") if kind == "relu" else ActivationSpec.at_slope(kind, self.slope.value)
 
     @property
     def model(self):
@@ -289,8 +286,6 @@ class AMExplorer:
 
     def run(self):
         """Run AM at the current settings and redraw; returns the :class:`proxylab.am.AMResult`."""
-        from . import am, models
-
         index = models.class_index(self.cls.value)
         model = self.model
         self.status.value = f"running {self.spec()} on {self.cls.value} ..."
@@ -298,8 +293,6 @@ class AMExplorer:
                                    size=self.size, progress=False)
         logit = self.result.final[0].item()
         self.status.value = f"{self.cls.value}, {self.spec()}: original-network logit <b>{logit:.2f}</b>"
-        from .plotting import curves, to_display
-
         fig, (ax_img, ax_curve) = plt.subplots(1, 2, figsize=(8, 3.4))
         ax_img.imshow(to_display(self.result.images[0]))
         ax_img.axis("off")

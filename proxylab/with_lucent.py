@@ -3,6 +3,8 @@ standard transforms): the context manager composes with any optimizer loop. torc
 optional dependency (``pip install proxylab[lucent]``) and is imported only here."""
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -32,8 +34,6 @@ def render(model: nn.Module, classes: list[int], spec: str = "relu", steps: int 
         ``(images (N, 3, size, size) in [-1, 1], the ORIGINAL network's logits for them)``.
     """
     try:
-        import warnings
-
         with warnings.catch_warnings():  # lucent 0.1.8 calls torch.jit.script at import time
             warnings.simplefilter("ignore", FutureWarning)
             from lucent.optvis import objectives, param, render as lucent_render

@@ -551,7 +551,7 @@ def test_slope_sweep_runs_relu_once_and_each_kind_per_slope(tiny, monkeypatch):
     real = am.visualize
 
     def spy(model, targets, spec, **kwargs):
-        calls.append((spec, len(kwargs.get("regularizers", ()))))
+        calls.append((str(spec), len(kwargs.get("regularizers", ()))))
         return real(model, targets, spec, **kwargs)
 
     monkeypatch.setattr(am, "visualize", spy)

@@ -54,7 +54,7 @@ def test_each_rule_gives_the_am_of_its_spec(explorer):
     for rule, spec in (("relu", "relu"), ("proxygrad", "proxygrad:0.3"), ("guided", "guided"),
                        ("deconvnet", "deconvnet"), ("noisy", "noisy:0.3")):
         explorer.rule.value = rule
-        assert explorer.spec() == spec
+        assert str(explorer.spec()) == spec
         r = explorer.visualize_channel()
         direct = am.visualize(explorer.model, am.channel_target(layer, [channel]), spec, steps=3, size=64,
                               progress=False)
@@ -65,7 +65,7 @@ def test_each_rule_gives_the_am_of_its_spec(explorer):
     for a, b in itertools.combinations(images, 2):  # every rule's gradient moves the image its own way
         assert (images[a] - images[b]).abs().max() > 1e-3, (a, b)
     explorer.rule.value, explorer.slope.value = "proxygrad", 0.0
-    assert explorer.spec() == "relu"  # slope 0: the plain gradient
+    assert str(explorer.spec()) == "relu"  # slope 0: the plain gradient
     explorer.slope.value = 0.05
 
 

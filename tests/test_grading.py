@@ -231,7 +231,7 @@ def test_no_failure_message_gives_the_expected_answer():
     printing the value the test expects: with the value in the message, the student would copy it."""
     from proxylab import gaussian, toys
     from proxylab.report import critical_t
-    from proxylab.runner import shipped
+    from proxylab.results import shipped
 
     reached03 = toys.run_toy(toys.local_maxima_problem("leaky:0.2", b=0.5), steps=400,
                              x0=toys.random_image(16, seed=0)).fraction

@@ -5,7 +5,7 @@ reading can drift from its data (issue 19).
 text as the cell reads it, written as a template with one field per number or verdict word, and a
 function that computes those fields: from the shipped result (``results/NAME/NAME.json``), from the
 notebook's own committed outputs (the quick run's printed numbers), or from the paper's numbers as
-the package records them (``proxylab.sweep.PAPER_TABLE4``, ``PAPER_FIGURE2`` below). Verdict words
+the package records them (``proxylab.training_grids.PAPER_TABLE4``, ``PAPER_FIGURE2`` below). Verdict words
 ("ahead", "within noise", "behind", "grows", "shrinks") come from ``proxylab.report.paired`` /
 ``verdict``, the rule of the README's table. The test formats each template and asserts the result
 appears in the cell (whitespace and the minus sign normalized).
@@ -29,8 +29,8 @@ from typing import Callable, NamedTuple
 
 import pytest
 
-from proxylab import experiments, report
-from proxylab.sweep import PAPER_TABLE4, TABLE4_COLUMNS
+from proxylab import report, training_grids
+from proxylab.training_grids import PAPER_TABLE4, TABLE4_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = {"05": "05_leaky_relu_statistics.ipynb", "06": "06_class_visualization.ipynb",
@@ -602,7 +602,7 @@ CLAIMS: dict[tuple[str, str], list[C]] = {
           lambda: (R("table4")["provenance"]["jobs"], len(ACTS) + 1, len(acc("resnet18", "relu")),
                    R("table4")["setting"]["epochs"], R("table4")["setting"]["subset"],
                    R("table4")["provenance"]["job_seconds_total"] / 3600)),
-        C("one seed, and {} epochs on {:,} images", lambda: (experiments.TABLE4_QUICK["epochs"], experiments.TABLE4_QUICK["subset"])),
+        C("one seed, and {} epochs on {:,} images", lambda: (training_grids.TABLE4_QUICK["epochs"], training_grids.TABLE4_QUICK["subset"])),
     ],
     ("07", "b0346c9b"): [  # reading Table 4
         C("{} runs: 2 nets × 7 activations × {} seeds", lambda: (sum(map(len, R("table4")["accuracies"].values())), len(acc("resnet18", "relu")))),

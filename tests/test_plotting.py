@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from proxylab import plotting
-from proxylab.runner import RESULTS_DIR, shipped
+from proxylab.results import RESULTS_DIR, shipped
 
 
 def test_stretch_maps_the_percentiles_to_black_and_white():

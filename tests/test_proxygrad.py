@@ -273,7 +273,7 @@ def test_a_module_shared_by_two_parents_is_reported_once_per_call():
     """One ReLU in two parents, called once by each: two calls per forward, under its first name
     (not four, as two hooks on one module would report); the same for a shared functional block."""
     from proxylab import am, nets
-    from proxylab.proxygrad import rectifier_calls
+    from proxylab.swap import rectifier_calls
 
     torch.manual_seed(0)
     relu, block = nn.ReLU(), CallsRelu()
@@ -366,7 +366,7 @@ def test_the_functional_form_can_work_in_place_and_the_repr_lists_every_setting(
 
 
 def test_swap_count_says_what_was_converted():
-    from proxylab.proxygrad import SwapCount
+    from proxylab.swap import SwapCount
     assert str(SwapCount(1, 1)) == "1 rectifier module and 1 functional call site"
     assert str(SwapCount(2, 0)) == "2 rectifier modules and 0 functional call sites"
     unknown = SwapCount(3, None)
@@ -393,3 +393,20 @@ def test_a_model_with_one_functional_rectifier_is_converted():
     x = torch.tensor([[-1.0, 2.0]], requires_grad=True)
     (g,) = torch.autograd.grad(model(x).sum(), x)
     assert torch.allclose(g, torch.tensor([[0.1, 1.0]]))  # converted: slope 0.1 on the negative input
+
+
+def test_a_spec_at_a_slope_says_its_slope_and_labels_and_reads_back_from_its_text():
+    from proxylab import ActivationSpec
+
+    assert ActivationSpec.at_slope("leaky", 0) == ActivationSpec.at_slope("proxygrad", 0.0) == ActivationSpec("relu")
+    for kind, slope, text, label in (("leaky", 0.01, "leaky:0.01", "Leaky ReLU 0.01"),
+                                     ("proxygrad", 3, "proxygrad:3", "ProxyGrad 3")):
+        spec = ActivationSpec.at_slope(kind, slope)
+        assert (str(spec), spec.label, spec.slope, spec.kind) == (text, label, float(slope), kind)
+        assert parse_activation(text) == spec
+    assert parse_activation("proxygrad:0.1:0.2").slope == 0.1 and parse_activation("noisy:0.3").slope == 0.3
+    assert parse_activation("leaky:0.2").kind_label == "Leaky ReLU" and parse_activation("relu").slope == 0
+    with pytest.raises(ValueError, match="sweeps the kinds"):
+        ActivationSpec.at_slope("guided", 0.1)
+    with pytest.raises(ValueError, match=">= 0"):
+        ActivationSpec.at_slope("leaky", -0.1)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from proxylab import experiments
+from proxylab import am_grids, experiments, stats_grids
 from proxylab.runner import Folder
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -44,18 +44,19 @@ def test_a_slice_of_the_shipped_result_recomputes(name):
     params, stored = record["params"], record["result"]
     if name in ("figure2", "table3", "figure3"):  # the first steps of one AM job
         steps = 2
-        now = experiments.run_am({**params, "steps": steps, "save_images": False}, Path("/nonexistent"))
+        now = am_grids.run_am({**params, "steps": steps, "save_images": False}, Path("/nonexistent"))
         assert now["mean"] == pytest.approx(stored["mean"][:steps + 1], rel=2e-3, abs=2e-3)
         assert now["per_class"]["1"] == pytest.approx(stored["per_class"]["1"], rel=2e-3, abs=2e-3)
     elif name == "table5":
-        now = experiments.run_table5(params, Path("/nonexistent"))
+        now = stats_grids.run_table5(params, Path("/nonexistent"))
         assert now["gradient"] == pytest.approx(stored["gradient"], rel=1e-4)
     elif name == "figure4":
-        now = experiments.run_figure4(params, Path("/nonexistent"))
+        now = stats_grids.run_figure4(params, Path("/nonexistent"))
         assert now["bn_input_std"] == pytest.approx(stored["bn_input_std"], rel=1e-4)
         assert now["bn_input_channel_std"] == pytest.approx(stored["bn_input_channel_std"], rel=1e-4)
     elif name.startswith("table4"):  # the first epoch of one training job
-        from proxylab.train import TrainConfig, train
+        from proxylab.train import train
+        from proxylab.training_grids import config
 
         record = min(records, key=lambda r: (r["params"]["arch"] != "pfnet18", r["key"]))
         params, stored = record["params"], record["result"]
@@ -67,7 +68,7 @@ def test_a_slice_of_the_shipped_result_recomputes(name):
         try:
             torch.set_num_threads(int(threads.group(1)) if threads else before)
             with tempfile.TemporaryDirectory() as tmp:
-                cfg = TrainConfig(**{**params, "lr_milestones": tuple(params["lr_milestones"]), "out": tmp})
+                cfg = config(params, tmp)
                 cfg.epochs = 1  # epoch 1 runs at the full LR whatever the number of epochs
                 first = train(cfg, progress=False)["history"][0]
         finally:
@@ -81,21 +82,37 @@ def test_a_slice_of_the_shipped_result_recomputes(name):
     elif name == "diagnostic":  # the diagnostic of the first class at the first positive slope
         record = next(r for r in records if r["params"]["model"] == "efficientnet-lite0")
         params, stored = record["params"], record["result"]
-        now = experiments.run_diagnostic({**params, "classes": params["classes"][:1], "slopes": params["slopes"][:2]},
+        now = am_grids.run_diagnostic({**params, "classes": params["classes"][:1], "slopes": params["slopes"][:2]},
                                          Path("/nonexistent"))
         assert now["cosine"][0][0] == pytest.approx(stored["cosine"][0][0], abs=2e-3)
         assert now["gain"][0][0] == pytest.approx(stored["gain"][0][0], rel=2e-3)
     elif name == "transfer":  # the first 10 steps of one AM job and its judges' verdict on them
-        now = experiments.run_transfer({**params, "steps": 10}, Path("/nonexistent"))
+        now = am_grids.run_transfer({**params, "steps": 10}, Path("/nonexistent"))
         assert now["maker_logit"]["10"] == pytest.approx(stored["maker_logit"]["10"], rel=2e-3, abs=2e-3)
         for judge, by_step in stored["judges"].items():
             assert now["judges"][judge]["10"]["probability"] == pytest.approx(by_step["10"]["probability"],
                                                                             rel=1e-2, abs=1e-5)
     elif name == "certify":  # the smallest scaling job: train the MLP again, certify it again
         record = min((r for r in records if r["params"]["kind"] == "scaling"), key=lambda r: sum(r["params"]["widths"]))
-        now = experiments.run_certify(record["params"], Path("/nonexistent"))
+        now = am_grids.run_certify(record["params"], Path("/nonexistent"))
         assert now["test_accuracy"] == pytest.approx(record["result"]["test_accuracy"], abs=0.05)
         for b in ("interval", "lp"):
             assert now[b]["value"] == pytest.approx(record["result"][b]["value"], rel=1e-6) and now[b]["checked"]
     else:
         pytest.fail(f"no recomputation for results/{name}: add one here")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_shipped_result_re_merges_from_its_job_files(name, tmp_path):
+    """Merging the shipped job files again gives the shipped data: same numbers, only the provenance may differ."""
+    import shutil
+
+    from proxylab.runner import reproduce
+
+    for needed in {name, "figure2"}:  # the diagnostic holds its Lite0 rows against Figure 2's grid
+        shutil.copytree(RESULTS / needed, tmp_path / needed)
+    merged = reproduce(experiments.get(name), tmp_path, quick=False, progress=False, merge_only=True)
+    shipped = json.loads((RESULTS / name / f"{name}.json").read_text())
+    merged, shipped = json.loads(json.dumps(merged)), dict(shipped)
+    merged.pop("provenance"), shipped.pop("provenance")
+    assert merged == shipped

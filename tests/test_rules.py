@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from proxylab import parse_activation, swap_activations, swapped
+from proxylab import parse_activation, swap, swap_activations, swapped
 from proxylab.rules import BackwardRule
 
 
@@ -116,7 +116,7 @@ def test_redirected_returns_the_plain_gradient_after_16_steps():
     x, grad = torch.tensor([[-1.0, -2.0]]), torch.tensor([[1.0, -1.0]])
     module = BackwardRule("redirected")
     for step, expected in [(None, [1.0, 0.0]), (0, [1.0, 0.0]), (16, [1.0, 0.0]), (17, [0.0, 0.0]), (300, [0.0, 0.0])]:
-        assert rules.set_state(nn.Sequential(module), step) == 1
+        assert swap.set_state(nn.Sequential(module), step) == 1
         assert run(module, x, grad)[1].tolist() == [expected], step
 
 
@@ -224,10 +224,10 @@ def test_set_state_tells_every_rule_module_and_resets_its_call_count():
     a, b = BackwardRule("noisy", 0.5), BackwardRule("guided")
     model = nn.Sequential(nn.Linear(2, 2), a, nn.Linear(2, 2), b, nn.ReLU())
     a.calls = b.calls = 5
-    assert rules.set_state(model, 7, torch.tensor([3, 4])) == 2
+    assert swap.set_state(model, 7, torch.tensor([3, 4])) == 2
     for m in (a, b):
         assert (m.step, m.calls, m.image_seeds) == (7, 0, [3, 4]) and all(type(s) is int for s in m.image_seeds)
-    assert rules.set_state(model, None) == 2 and a.image_seeds is None and a.step is None
+    assert swap.set_state(model, None) == 2 and a.image_seeds is None and a.step is None
     x = -torch.ones(2, 2)
     a(x), a(x)
     assert a.calls == 2  # counted per forward call since the last set_state
@@ -278,7 +278,7 @@ def test_noisy_treats_zero_as_negative_and_follows_the_am_step():
     _, negative = run(BackwardRule("noisy", 0.3, seed=2), -torch.ones(50), torch.ones(50))
     assert torch.equal(at_zero, negative) and (at_zero != 1).all()
     m = BackwardRule("noisy", 0.3, seed=5)
-    rules.set_state(nn.Sequential(m), 4, [8, 9])
+    swap.set_state(nn.Sequential(m), 4, [8, 9])
     _, grad = run(m, -torch.ones(2, 6), torch.ones(2, 6))
     assert torch.allclose(grad, 0.3 * m.noise(torch.ones(2, 6), 4, 0, [8, 9]))
     assert not torch.allclose(grad, 0.3 * m.noise(torch.ones(2, 6), 0, 0, [8, 9]))

@@ -16,7 +16,7 @@ import torch
 
 from proxylab import experiments
 from proxylab.cli import main as cli
-from proxylab.runner import Folder, RunnerError, _commit_of, git_commit, job_key, reproduce
+from proxylab.runner import Folder, RunnerError, _commit_of, draw, git_commit, job_key, reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_ENV = dict(os.environ, PROXYLAB_QUICK="1", OMP_NUM_THREADS="1")
@@ -33,7 +33,7 @@ def values(merged):
 def straight(tmp_path_factory):
     """An uninterrupted quick figure4 grid on the local engine."""
     out = tmp_path_factory.mktemp("straight")
-    return out, reproduce("figure4", out, quick=True, progress=False)
+    return out, reproduce(experiments.get("figure4"), out, quick=True, progress=False)
 
 
 def copy_of(straight, tmp_path, name="copy"):
@@ -60,7 +60,7 @@ def test_job_files_named_in_another_parameter_order_are_found(straight, tmp_path
     for p in jobs:
         (jobs_dir / f"{job_key(p)}.json").rename(jobs_dir / f"written-in-another-order-{job_key(p)[-10:]}.json")
     before = sorted(jobs_dir.iterdir())
-    assert values(reproduce("figure4", out, quick=True, progress=False)) == values(straight[1])
+    assert values(reproduce(experiments.get("figure4"), out, quick=True, progress=False)) == values(straight[1])
     assert sorted(jobs_dir.iterdir()) == before  # no job was run again
     (jobs_dir / f"written-in-another-order-{job_key(jobs[0])[-10:]}.json").unlink()  # an interrupted job ...
     (jobs_dir / f"old-{job_key(jobs[0])[-10:]}").mkdir()  # ... with its checkpoint folder
@@ -81,7 +81,7 @@ def test_local_engine_writes_one_file_per_job_and_merges(straight):
     assert len(leaky) == 3 and len(leaky[0]) == 2  # slopes x seeds
     # a rerun runs nothing: the job files are not rewritten
     stamps = [f.stat().st_mtime_ns for f in files]
-    again = reproduce("figure4", out, quick=True, progress=False)
+    again = reproduce(experiments.get("figure4"), out, quick=True, progress=False)
     assert [f.stat().st_mtime_ns for f in files] == stamps and values(again) == values(merged)
 
 
@@ -98,7 +98,7 @@ def test_a_killed_run_resumes_and_merges_to_the_uninterrupted_result(straight, t
     done = len(list(jobs_dir.glob("*.json")))
     assert 3 <= done < 10, "the grid finished before it could be killed"
     assert not (out / "figure4" / "figure4.json").exists()
-    merged = reproduce("figure4", out, quick=True, progress=False)
+    merged = reproduce(experiments.get("figure4"), out, quick=True, progress=False)
     assert merged["provenance"]["jobs_finished"] == 10
     assert values(merged) == values(straight[1])
 
@@ -108,7 +108,7 @@ def test_results_of_another_protocol_are_refused(straight, tmp_path, capsys):
     (out / "figure4").mkdir(parents=True)
     (out / "figure4" / "protocol.json").write_text(json.dumps({"quick": False, "jobs": [], "version": 1}))
     with pytest.raises(RunnerError, match="another protocol .*jobs, quick.*another --out"):
-        reproduce("figure4", out, quick=True, progress=False)
+        reproduce(experiments.get("figure4"), out, quick=True, progress=False)
     assert cli(["reproduce", "figure4", "--out", str(out), "--quiet"]) == 2
     assert "another protocol" in capsys.readouterr().err
 
@@ -121,10 +121,10 @@ def test_a_corrupt_job_file_is_named_and_nothing_else_is_lost(straight, tmp_path
     victim = sorted((out / "figure4" / "jobs").glob("*.json"))[4]
     victim.write_text('{"params": ')
     with pytest.raises(RunnerError, match=f"{victim.name} is corrupt; delete it"):
-        reproduce("figure4", out, quick=True, progress=False)
+        reproduce(experiments.get("figure4"), out, quick=True, progress=False)
     assert len(list((out / "figure4" / "jobs").glob("*.json"))) == 10
     victim.unlink()
-    assert values(reproduce("figure4", out, quick=True, progress=False)) == values(straight[1])
+    assert values(reproduce(experiments.get("figure4"), out, quick=True, progress=False)) == values(straight[1])
 
 
 @pytest.mark.parametrize("field, value", [("result", None), ("seconds", None), ("device", None), ("seconds", "1.5")])
@@ -136,7 +136,7 @@ def test_a_job_file_without_a_field_is_one_line(straight, tmp_path, capsys, monk
     record.pop(field) if value is None else record.update({field: value})
     victim.write_text(json.dumps(record))
     with pytest.raises(RunnerError, match=f"{victim.name} is corrupt; delete it and rerun"):
-        reproduce("figure4", out, quick=True, progress=False)
+        reproduce(experiments.get("figure4"), out, quick=True, progress=False)
     monkeypatch.setenv("PROXYLAB_QUICK", "1")
     assert cli(["reproduce", "figure4", "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
@@ -161,7 +161,7 @@ def test_a_folder_in_use_is_refused_in_one_line_and_a_killed_holder_does_not_blo
         assert holder.stdout.readline().strip() == "held"
         in_use = rf"figure4 is in use by pid {holder.pid} on host {re.escape(socket.gethostname())} \(started 20"
         with pytest.raises(RunnerError, match=in_use):
-            reproduce("figure4", out, quick=True, progress=False)
+            reproduce(experiments.get("figure4"), out, quick=True, progress=False)
         monkeypatch.setenv("PROXYLAB_QUICK", "1")
         assert cli(["reproduce", "figure4", "--out", str(out), "--quiet", "--merge-only"]) == 2
         err = capsys.readouterr().err
@@ -172,7 +172,7 @@ def test_a_folder_in_use_is_refused_in_one_line_and_a_killed_holder_does_not_blo
         holder.wait()
     lock = out / "figure4" / "running.lock"
     assert json.loads(lock.read_text())["pid"] == holder.pid  # left behind by the killed holder
-    assert values(reproduce("figure4", out, quick=True, progress=False)) == values(straight[1])
+    assert values(reproduce(experiments.get("figure4"), out, quick=True, progress=False)) == values(straight[1])
     assert f"taking over the lock left by pid {holder.pid}" in capsys.readouterr().err
     assert not lock.exists() and merged_file.stat().st_mtime_ns != stamp
 
@@ -188,7 +188,7 @@ def test_job_files_record_their_commit_and_the_merge_counts_them(straight, tmp_p
         record = json.loads(f.read_text())
         record.pop("commit") if commit is None else record.update(commit=commit)
         f.write_text(json.dumps(record))
-    prov = reproduce("figure4", out, quick=True, progress=False, merge_only=True)["provenance"]
+    prov = reproduce(experiments.get("figure4"), out, quick=True, progress=False, merge_only=True)["provenance"]
     assert prov["job_commits"] == {git_commit(): 7, "unknown": 2, "0123abcdef": 1}
     assert prov["git_commit"] == git_commit()
 
@@ -241,7 +241,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys, args, message, monkeypatch):
 def test_ray_missing_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(RunnerError, match=r"pip install 'proxylab\[ray\]'"):
-        reproduce("figure4", tmp_path, engine="ray", quick=True, progress=False)
+        reproduce(experiments.get("figure4"), tmp_path, engine="ray", quick=True, progress=False)
 
 
 def test_list_names_every_experiment_with_its_cost(capsys):
@@ -257,9 +257,9 @@ def test_ray_engine_survives_a_killed_worker_and_matches_the_local_engine(straig
     grid's job files and merged result equal the local engine's."""
     pytest.importorskip("ray")
     marker = tmp_path / "killed-once"
-    script = (f"import json, runner_faults; from proxylab.runner import reproduce; "
+    script = (f"import json, runner_faults; from proxylab.runner import reproduce; from proxylab import experiments; "
               f"runner_faults.inject('figure4', runner_faults.die_once, {str(marker)!r}); "
-              f"m = reproduce('figure4', {str(tmp_path / 'ray')!r}, engine='ray', quick=True, progress=False, num_cpus=2); "
+              f"m = reproduce(experiments.get('figure4'), {str(tmp_path / 'ray')!r}, engine='ray', quick=True, progress=False, num_cpus=2); "
               f"print(json.dumps({{k: v for k, v in m.items() if k != 'provenance'}}))")
     res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=FAULTS_ENV, capture_output=True, text=True,
                          timeout=400)
@@ -307,7 +307,7 @@ def test_an_unusable_out_is_one_line(tmp_path, capsys):
 
 
 def test_diagnostic_record_by_hand():
-    from proxylab.experiments import diagnostic_record
+    from proxylab.am_grids import diagnostic_record
 
     slopes = [0.0, 0.01, 0.1, 0.3]
     scores = torch.tensor([[10.0, 10.0], [12.0, 9.0], [15.0, 11.0], [11.0, 20.0]])  # (slope, class)
@@ -331,7 +331,9 @@ def test_table4_pairs_each_activation_with_relu_of_the_same_seed(tmp_path):
     acc = {("relu", 0): 80.0, ("relu", 1): 82.0, ("proxygrad:0.1", 0): 81.0, ("proxygrad:0.1", 1): 81.5,
            ("proxygrad:0.1", 2): 99.0, ("leaky:0.1", 0): 79.0}
     finished = [({**base, "activation": a, "seed": s}, {"test_accuracy": v}) for (a, s), v in acc.items()]
-    merged = experiments.get("table4").merge(finished, tmp_path, True)
+    exp = experiments.get("table4")
+    merged = exp.merge(finished, Folder(tmp_path, exp, True), True, {})
+    draw(exp, merged, tmp_path)  # the figure, from the merged data alone
     pg = merged["vs_relu"]["fashion-mnist/pfnet18/proxygrad:0.1"]
     assert pg["seeds"] == 2 and pg["ahead"] == 1 and pg["mean"] == pytest.approx(0.25)
     assert pg["se"] == pytest.approx(torch.tensor([1.0, -0.5], dtype=torch.float64).std().item() / 2 ** 0.5, abs=1e-3)
@@ -358,5 +360,5 @@ def test_an_image_merge_finds_job_folders_named_in_another_parameter_order(tmp_p
         result = {"mean": [0.0], "per_class": {str(p["steps"]): [float(i)] * n}, "images": "images.png"}
         (folder.jobs_dir / f"{key}.json").write_text(json.dumps({"params": p, "result": result, "seconds": 1.0,
                                                                   "device": "cpu"}))
-    merged = reproduce("table3", tmp_path, quick=True, progress=False, merge_only=True)
+    merged = reproduce(experiments.get("table3"), tmp_path, quick=True, progress=False, merge_only=True)
     assert [r["images"] for r in merged["rows"]] == [f"jobs/{key}/images.png" for key in keys]

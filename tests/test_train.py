@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from proxylab import data, sweep
+from proxylab import data, training_grids
 from proxylab.cli import main as cli
 from proxylab.train import TrainConfig, train
 
@@ -292,7 +292,7 @@ def test_sweep_prints_the_paper_grid_through_the_runner(tmp_path, capsys):
 
 def test_table_from_runs_with_paper_numbers(tmp_path):
     results = {("caltech101", "resnet18", "relu"): [55.0, 57.0], ("caltech101", "resnet18", "proxygrad:0.2"): [63.0, 62.0]}
-    md = sweep.table4(results, paper=True)
+    md = training_grids.table4(results, paper=True)
     assert "| caltech101 | resnet18 |" in md
     assert "**62.5±0.7 (n=2)**" in md and "56.0±1.4 (n=2)" in md
     assert "paper 56.0±0.6" in md and "paper 62.9±0.8" in md
@@ -307,12 +307,12 @@ def test_table_pools_runs_only_within_one_protocol(tmp_path, capsys):
     train(quick_cfg(runs / "b", epochs=1, activation="leaky:0.1", seed=1), progress=False)
     train(quick_cfg(runs / "c", epochs=2, activation="leaky:0.1"), progress=False)  # another protocol
     cell = ("fashion-mnist", "pfnet18", "leaky:0.1")
-    groups = sweep.collect(runs)
+    groups = training_grids.collect(runs)
     assert len(groups) == 2
     assert len(next(v for k, v in groups.items() if k.startswith("epochs=1,"))[cell]) == 2  # seeds 0 and 1
     assert len(next(v for k, v in groups.items() if k.startswith("epochs=2,"))[cell]) == 1
     shutil.copytree(runs / "a", runs / "a-copy")  # the same seed twice counts once
-    assert len(next(v for k, v in sweep.collect(runs).items() if k.startswith("epochs=1,"))[cell]) == 2
+    assert len(next(v for k, v in training_grids.collect(runs).items() if k.startswith("epochs=1,"))[cell]) == 2
     assert cli(["table", str(runs)]) == 0
     out = capsys.readouterr().out
     assert out.count("protocol: epochs=") == 2 and "fashion-mnist | pfnet18" in out and "Leaky ReLU 0.1" in out

@@ -11,9 +11,9 @@ import torchvision
 from torch import nn
 from torch.nn import functional as F
 
-from proxylab import am, functional, proxygrad, rules, swap_activations, swapped
-from proxylab.functional import count_functional
-from proxylab.proxygrad import rectifier_calls
+from proxylab import am, function_calls, proxygrad, rules, swap, swap_activations, swapped
+from proxylab.function_calls import count_functional
+from proxylab.swap import rectifier_calls
 
 
 class Mixed(nn.Module):
@@ -172,7 +172,7 @@ def test_rule_state_reaches_functional_replacements():
     f = Mixed(leaky=False)
     with swapped(f, "redirected"):
         input_grad(f, X)
-        assert rules.set_state(f, 3, [0, 1]) == 1 + 5  # the module and the five functional sites
+        assert swap.set_state(f, 3, [0, 1]) == 1 + 5  # the module and the five functional sites
 
 
 def test_rectifier_calls_reports_functional_outputs():
@@ -354,7 +354,7 @@ def in_threads(*fns):
 def proxylab_hooks():
     hooks = list(nn.modules.module._global_forward_pre_hooks.values()) + list(
         nn.modules.module._global_forward_hooks.values())
-    return [h for h in hooks if isinstance(getattr(h, "__self__", None), functional._Controller)]
+    return [h for h in hooks if isinstance(getattr(h, "__self__", None), function_calls._Controller)]
 
 
 def test_nothing_stays_installed_after_the_block():

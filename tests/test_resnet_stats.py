@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from proxylab import data, gradients
+from proxylab import data, resnet_stats
 
 SLOPES = [0.0, 0.1, 0.5]
 
@@ -21,7 +21,7 @@ def mean_over_seeds(result):
 
 def test_bn_input_std_grows_with_leaky_slope_not_with_proxygrad(batches):
     # the second moment of LReLU_a(X) grows like 1 + a², so small slopes drown in seed noise
-    r = gradients.slope_study(gradients.bn_input_std, {"leaky": "leaky:{s}", "pg": "proxygrad:{s}"},
+    r = resnet_stats.slope_study(resnet_stats.bn_input_std, {"leaky": "leaky:{s}", "pg": "proxygrad:{s}"},
                               [0.0, 0.3, 1.0], batches)
     leaky, pg = mean_over_seeds(r["leaky"]), mean_over_seeds(r["pg"])
     assert leaky[0] < leaky[1] < leaky[2]
@@ -32,7 +32,7 @@ def test_bn_input_std_grows_with_leaky_slope_not_with_proxygrad(batches):
 
 @pytest.mark.parametrize("batchnorm", [False, True])
 def test_gradient_magnitude_directions(batches, batchnorm):
-    r = gradients.slope_study(gradients.first_block_gradient, {"leaky": "leaky:{s}", "pg": "proxygrad:{s}"},
+    r = resnet_stats.slope_study(resnet_stats.first_block_gradient, {"leaky": "leaky:{s}", "pg": "proxygrad:{s}"},
                               SLOPES, batches, batchnorm=batchnorm)
     leaky, pg = r["leaky"].mean(dim=1), r["pg"].mean(dim=1)
     assert pg[0] < pg[1] < pg[2]                 # ProxyGrad: grows with the slope, with or without BN
@@ -43,14 +43,14 @@ def test_gradient_magnitude_directions(batches, batchnorm):
 
 
 def test_batchnorm_can_be_removed():
-    model = gradients.random_resnet18("relu", 10, seed=0, batchnorm=False)
+    model = resnet_stats.random_resnet18("relu", 10, seed=0, batchnorm=False)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
 
 
 def test_per_channel_std_is_what_batchnorm_divides_by(batches):
     images, labels = batches[0]
-    stats = gradients.bn_input_stats("leaky:0.5", images, labels, seed=3)
-    model = gradients.random_resnet18("leaky:0.5", 10, seed=3)  # the same seeded network
+    stats = resnet_stats.bn_input_stats("leaky:0.5", images, labels, seed=3)
+    model = resnet_stats.random_resnet18("leaky:0.5", 10, seed=3)  # the same seeded network
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for bn in bns:
         bn.momentum = 1.0  # running_var becomes this batch's (unbiased) per-channel variance
@@ -71,7 +71,7 @@ def test_per_channel_std_is_what_batchnorm_divides_by(batches):
 def test_predicted_growth_is_appendix_11_3s_closed_form():
     from proxylab import gaussian
 
-    pred = gradients.predicted_std_growth([0.0, 0.5, 1.0])
+    pred = resnet_stats.predicted_std_growth([0.0, 0.5, 1.0])
     base = gaussian.moments(0.0)  # the sympy derivation, not the hand-written closed form
     for i, a in enumerate([0.0, 0.5, 1.0]):
         m = gaussian.moments(a)
@@ -83,18 +83,18 @@ def test_predicted_growth_is_appendix_11_3s_closed_form():
 
 def test_bn_input_std_names_its_measures(batches):
     with pytest.raises(ValueError, match="per_channel"):
-        gradients.bn_input_std("relu", *batches[0], measure="channel")
+        resnet_stats.bn_input_std("relu", *batches[0], measure="channel")
 
 
 def test_slope_study_runs_each_network_once_and_shares_relu_between_kinds():
     calls = []
 
     def fake(spec, images, labels, seed):
-        calls.append((spec, seed))
-        return torch.tensor([float(len(spec)), float(seed)])
+        calls.append((str(spec), seed))
+        return torch.tensor([float(len(str(spec))), float(seed)])
 
     batches = {0: (None, None), 5: (None, None)}
-    r = gradients.slope_study(fake, {"leaky": "leaky:{s}", "pg": "proxygrad:{s}"}, [0.0, 0.1], batches)
+    r = resnet_stats.slope_study(fake, {"leaky": "leaky:{s}", "pg": "proxygrad:{s}"}, [0.0, 0.1], batches)
     assert sorted(calls) == sorted([("relu", 0), ("relu", 5), ("leaky:0.1", 0), ("leaky:0.1", 5),
                                     ("proxygrad:0.1", 0), ("proxygrad:0.1", 5)])
     assert r["leaky"].shape == (2, 2, 2)

@@ -1,12 +1,25 @@
-"""Table 4 from finished training runs, per protocol, with the paper's numbers beside it.
-The grid of runs itself is the experiment runner's (``python -m proxylab reproduce table4-paper``)."""
+"""The training grids (Table 4) and the tables made from training runs.
+
+- ``table4``        classification training on Fashion-MNIST (the one dataset offline): 2 nets x 7
+                    activations x 3 seeds at a CPU budget;
+- ``table4-paper``  the paper's protocol (Caltech101, CUB-200, Flowers102; 300 epochs; 5 seeds): for
+                    users with the data and a GPU.
+
+Table 4 itself (:func:`table4`, one table per protocol with :func:`collect` and :func:`tables`, the
+paper's numbers beside) is made from finished runs, the grid's job folders or ``train --out`` ones.
+A training job's parameters are a :class:`proxylab.train.TrainConfig`'s protocol, its spec under
+the config's field name ``activation``.
+"""
 from __future__ import annotations
 
 import json
 import statistics
 from pathlib import Path
 
+import torch
+
 from .proxygrad import parse_activation
+from .train import TrainConfig, train
 
 # Paper, Table 4: mean test accuracy (%) ± std over 5 seeds.
 PAPER_TABLE4 = {
@@ -17,6 +30,7 @@ PAPER_TABLE4 = {
     ("flowers102", "resnet18"): [74.0, 0.3, 74.1, 0.2, 74.7, 0.5, 75.3, 0.4, 74.3, 0.6, 75.7, 0.4, 76.1, 0.3],
     ("flowers102", "pfnet18"): [80.8, 0.2, 80.9, 0.4, 80.8, 0.5, 80.7, 0.5, 81.0, 0.4, 80.9, 0.4, 81.0, 0.4],
 }
+# the paper's columns, and the activations of the grids
 TABLE4_COLUMNS = ["relu", "proxygrad:0.01", "proxygrad:0.1", "proxygrad:0.2", "leaky:0.01", "leaky:0.1", "leaky:0.2"]
 
 
@@ -76,7 +90,7 @@ def table4(results: dict[tuple[str, str, str], list[float]], paper: bool = False
     columns = [c for c in TABLE4_COLUMNS if any(k[2] == c for k in results)]
     columns += sorted({k[2] for k in results} - set(columns))
     rows = sorted({(k[0], k[1]) for k in results})
-    header = "| dataset | net | " + " | ".join(_label(c) for c in columns) + " |"
+    header = "| dataset | net | " + " | ".join(parse_activation(c).label for c in columns) + " |"
     lines = [header, "|---|---|" + "---|" * len(columns)]
     for dataset, arch in rows:
         means = {c: statistics.mean(results[(dataset, arch, c)]) for c in columns if (dataset, arch, c) in results}
@@ -100,7 +114,7 @@ def table4(results: dict[tuple[str, str, str], list[float]], paper: bool = False
 
 def paper_table4() -> str:
     """The paper's Table 4 as markdown, best of each row in bold."""
-    lines = ["| dataset | net | " + " | ".join(_label(c) for c in TABLE4_COLUMNS) + " |",
+    lines = ["| dataset | net | " + " | ".join(parse_activation(c).label for c in TABLE4_COLUMNS) + " |",
              "|---|---|" + "---|" * len(TABLE4_COLUMNS)]
     for (dataset, arch), row in PAPER_TABLE4.items():
         means = row[0::2]
@@ -110,5 +124,76 @@ def paper_table4() -> str:
     return "\n".join(lines)
 
 
-def _label(spec: str) -> str:
-    return parse_activation(spec).label
+# --------------------------------------------------------------------------- the grids
+# Table 4's CPU budget: 42 jobs in about 85 minutes on 2 cores (two Ray workers of 1 thread; a ResNet18
+# job takes ~5.5 min, a PFNet18 job ~2.6, data loading included: measured 2026-11-30).
+TABLE4_BUDGET = {"epochs": 8, "subset": 4000}
+# Its quick mode (notebook 07's live run): the same recipe on ResNet18, 3 activations, 1 seed; 2 epochs on
+# 2,048 images train to about 74 % in ~30 s a job on one CPU thread (512 images stay at chance).
+TABLE4_QUICK = {"epochs": 2, "subset": 2048}
+SETTING_FIELDS = ("epochs", "subset", "image_size", "batch_size", "lr", "weight_decay", "clip_grad_norm",
+                  "lr_milestones", "lr_gamma")
+
+
+def train_setting(quick: bool, budget: dict = TABLE4_BUDGET, quick_budget: dict | None = None) -> dict:
+    """Training on Fashion-MNIST at a CPU budget (the paper's recipe otherwise; see proxylab.train)."""
+    base = TrainConfig().protocol()
+    base.update({"dataset": "fashion-mnist", "image_size": 32})
+    base.update((quick_budget or {"epochs": 2, "subset": 512}) if quick else budget)
+    return base
+
+
+def table4_jobs(quick: bool) -> list[dict]:
+    seeds = [0] if quick else [0, 1, 2]
+    activations = ["relu", "proxygrad:0.1", "leaky:0.1"] if quick else TABLE4_COLUMNS
+    archs = ["resnet18"] if quick else ["resnet18", "pfnet18"]
+    return [{**train_setting(quick, quick_budget=TABLE4_QUICK), "arch": arch, "activation": act, "seed": seed}
+            for arch in archs for act in activations for seed in seeds]
+
+
+def table4_paper_jobs(quick: bool) -> list[dict]:
+    base = TrainConfig().protocol()
+    return [{**base, "dataset": d, "arch": arch, "activation": act, "seed": seed}
+            for d in ("caltech101", "cub200", "flowers102") for arch in ("resnet18", "pfnet18")
+            for act in TABLE4_COLUMNS for seed in range(5)]
+
+
+def config(params: dict, workdir: Path) -> TrainConfig:
+    """The run of a training job's parameters (a :meth:`proxylab.train.TrainConfig.protocol`, as JSON keeps it) in ``workdir``."""
+    return TrainConfig(**{**params, "lr_milestones": tuple(params["lr_milestones"]), "out": str(workdir)})
+
+
+def run_train(params: dict, workdir: Path) -> dict:
+    """One training run in ``workdir`` (checkpoint there; an interrupted job resumes)."""
+    metrics = train(config(params, workdir), resume=True, progress=False)
+    return {k: metrics[k] for k in ("test_accuracy", "test_loss", "train_loss", "epochs", "seconds_this_run", "history")}
+
+
+def table4_merge_for(name: str):
+    def merge(finished, folder: Path, quick: bool, needed: dict) -> dict:
+        results: dict = {}
+        for params, result in finished:
+            results.setdefault((params["dataset"], params["arch"], params["activation"]), []).append(result["test_accuracy"])
+        setting = table4_jobs(quick)[0] if name == "table4" else table4_paper_jobs(False)[0]
+        return {"experiment": name, "quick": quick,
+                "markdown": table4(results, paper=True) if results else "no finished runs yet",
+                "vs_relu": _paired_vs_relu(finished), "setting": {k: setting[k] for k in SETTING_FIELDS},
+                "accuracies": {"/".join(k): v for k, v in results.items()}}
+    return merge
+
+
+def _paired_vs_relu(finished) -> dict:
+    """Per (dataset/arch/activation): the test accuracy minus ReLU's of the same seed (same data
+    order and initial weights), mean ± standard error over seeds, and how many seeds are ahead."""
+    acc = {(p["dataset"], p["arch"], p["activation"], p["seed"]): r["test_accuracy"] for p, r in finished}
+    diffs: dict = {}
+    for (d, arch, act, seed), value in acc.items():
+        relu = acc.get((d, arch, "relu", seed))
+        if act != "relu" and relu is not None:
+            diffs.setdefault(f"{d}/{arch}/{act}", []).append(value - relu)
+    out = {}
+    for key, values in sorted(diffs.items()):
+        t = torch.tensor(values, dtype=torch.float64)
+        se = round((t.std() / len(values) ** 0.5).item(), 3) if len(values) > 1 else None
+        out[key] = {"mean": round(t.mean().item(), 3), "se": se, "ahead": int((t > 0).sum()), "seeds": len(values)}
+    return out

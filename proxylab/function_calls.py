@@ -1,7 +1,7 @@
 """Rectifiers called as functions (``F.relu``, ``torch.relu``, ``x.relu()``, ``F.relu6``,
 ``F.leaky_relu``, ``F.hardtanh(x, 0, 6)``) inside a model's ``forward``.
 
-Module rectifiers are converted by replacing the module (:mod:`proxylab.proxygrad`). A functional
+Module rectifiers are converted by replacing the module (:mod:`proxylab.swap`). A functional
 call has no module to replace, so while a conversion is active a
 :class:`torch.overrides.TorchFunctionMode` sees every torch call the model makes, and each
 rectifier call made inside the model's forward is answered by the replacement module that the same
@@ -30,10 +30,11 @@ of that function in one run of the same forward (``"block/relu.1"``); calls in t
 forward are ``"/relu"``. The function part is the rectifier, not the spelling: ``relu`` for
 ``F.relu`` / ``torch.relu`` / ``x.relu()`` / their in-place forms, ``relu6`` for ``F.relu6`` and
 ``F.hardtanh(x, 0, 6)`` (what ``nn.ReLU6`` calls), ``leaky_relu``. The per-layer filters and per-layer slopes of
-:func:`proxylab.proxygrad` receive these names, like the qualified names of rectifier modules.
+:func:`proxylab.swap.proxygrad` receive these names, like the qualified names of rectifier modules.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
 import weakref
@@ -43,6 +44,9 @@ import torch
 from torch import fx, nn
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
+
+from .proxygrad import RECTIFIERS, ProxyGradReLU
+from .rules import BackwardRule
 
 _UNSEEN = object()
 _state = threading.local()  # .busy: inside a replacement call (no conversion of its own calls)
@@ -81,14 +85,27 @@ FUNCTIONS = frozenset((F.relu, torch.relu, torch.Tensor.relu, torch.relu_, torch
                        F.leaky_relu, F.leaky_relu_, F.hardtanh, F.hardtanh_))
 
 
-def _is_rectifier_module(module: nn.Module) -> bool:
-    from .proxygrad import RECTIFIERS, ProxyGradReLU
-    from .rules import BackwardRule
-
+def is_rectifier_module(module: nn.Module) -> bool:
+    """A module that a conversion replaces: ReLU, ReLU6, LeakyReLU, ProxyGradReLU or a backward rule."""
     return isinstance(module, RECTIFIERS + (ProxyGradReLU, BackwardRule))
 
 
-class _Mode(TorchFunctionMode):
+@contextlib.contextmanager
+def evaluating(model: nn.Module):
+    """Put ``model`` in eval mode for a ``with`` block and restore each module's mode after: in
+    train mode BatchNorm would mix the images of a batch and dropout would add noise."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes.items():
+            m.train(mode)
+
+
+class _RectifierCallMode(TorchFunctionMode):
+    """Sends each rectifier call made inside a forward of the model to its controller."""
+
     def __init__(self, controller: "_Controller"):
         super().__init__()
         self.controller = controller
@@ -96,13 +113,12 @@ class _Mode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in FUNCTIONS and not getattr(_state, "busy", False):  # this method runs for every torch call
-            c = self.controller
-            frames = getattr(c.local, "frames", None)
+            frames = getattr(self.controller.local, "frames", None)
             top = frames[-1] if frames else None
             if top is not None and not top[1]:  # inside a forward of the model, not of a rectifier module
                 described = _describe(func, args, kwargs)
                 if described is not None:
-                    return c.call(top, described, args[0], func, args, kwargs)
+                    return self.controller.call(top, described, args[0], func, args, kwargs)
         return func(*args, **kwargs)
 
 
@@ -159,12 +175,12 @@ class _Controller:
 
     def refresh(self):
         """Re-read the model's module names (after a module swap inside an active block); a module
-        registered under several names keeps the first, as :func:`proxylab.proxygrad.rectifier_sites` does."""
+        registered under several names keeps the first, as :func:`proxylab.swap.rectifier_sites` does."""
         model = self.model_ref()
         if model is not None:
             names = {}
             for n, m in model.named_modules(remove_duplicate=False):
-                names.setdefault(id(m), (n, _is_rectifier_module(m)))
+                names.setdefault(id(m), (n, is_rectifier_module(m)))
             self.names = names
 
     def _push(self, module, args):
@@ -175,7 +191,7 @@ class _Controller:
                 return  # another module, outside any forward of the model: not ours
             with self.lock:
                 self.running.add(threading.get_ident())
-            local.frames, local.mode = [], _Mode(self)
+            local.frames, local.mode = [], _RectifierCallMode(self)
             local.mode.__enter__()
         if known is not None and known[0] == "":
             self.forwards += 1
@@ -258,35 +274,35 @@ class converting:
 
     def __init__(self, model: nn.Module, make: Callable | None = None,
                  observe: Callable[[str, torch.Tensor], None] | None = None, only_if_needed: bool = False):
-        self.c, self.make, self.observe = controller(model), make, observe
+        self.controller, self.make, self.observe = controller(model), make, observe
         self.entry = None
         self.idle = only_if_needed and count_functional(model) == 0
 
     def __enter__(self):
         if self.idle:
             return self
-        with self.c.lock:
+        with self.controller.lock:
             if self.make is not None:
                 self.entry = (self.make, {})
-                self.c.makes.append(self.entry)
-                self.c.resolved = {}
+                self.controller.makes.append(self.entry)
+                self.controller.resolved = {}
             if self.observe is not None:
-                self.c.observers.append(self.observe)
-            self.c.acquire()
+                self.controller.observers.append(self.observe)
+            self.controller.acquire()
         return self
 
     def __exit__(self, *exc):
         if self.idle:
             return False
-        with self.c.lock:
-            elsewhere = self.c.release()
+        with self.controller.lock:
+            elsewhere = self.controller.release()
             if self.entry is not None:
-                self.c.makes.remove(self.entry)
-                self.c.resolved = {}
+                self.controller.makes.remove(self.entry)
+                self.controller.resolved = {}
             if self.observe is not None:
-                self.c.observers.remove(self.observe)
+                self.controller.observers.remove(self.observe)
         if elsewhere and exc[0] is None:
-            raise RuntimeError(STILL_RUNNING.format(name=type(self.c.model_ref()).__name__, n=elsewhere))
+            raise RuntimeError(STILL_RUNNING.format(name=type(self.controller.model_ref()).__name__, n=elsewhere))
         return False
 
     @property
@@ -294,28 +310,28 @@ class converting:
         """The functional sites this block converted (or saw), in the order first called."""
         if self.idle:
             return []
-        return list(self.entry[1]) if self.entry else sorted(self.c.calls)
+        return list(self.entry[1]) if self.entry else sorted(self.controller.calls)
 
 
 # --------------------------------------------------------------------------- permanent conversion
 def _enter_hook(module, args):
-    c = controller(module)
-    c.acquire()
-    c.local.installed = getattr(c.local, "installed", 0) + 1
-    if getattr(c.local, "pushed", None) is not module:  # activated just now: the global pre-hook missed this call
-        c._push(module, args)
-    c.local.pushed = None
+    ctl = controller(module)
+    ctl.acquire()
+    ctl.local.installed = getattr(ctl.local, "installed", 0) + 1
+    if getattr(ctl.local, "pushed", None) is not module:  # activated just now: the global pre-hook missed this call
+        ctl._push(module, args)
+    ctl.local.pushed = None
 
 
 def _exit_hook(module, args, output):
-    c = _controllers.get(module)
-    if c is not None and getattr(c.local, "installed", 0):
-        c.local.installed -= 1
-        c.release()
+    ctl = _controllers.get(module)
+    if ctl is not None and getattr(ctl.local, "installed", 0):
+        ctl.local.installed -= 1
+        ctl.release()
 
 
 def install(model: nn.Module, make: Callable) -> None:
-    """Convert the functional rectifier calls of ``model`` for good (as :func:`proxylab.proxygrad.swap_activations`
+    """Convert the functional rectifier calls of ``model`` for good (as :func:`proxylab.swap.swap_activations`
     does its modules): every forward of ``model`` runs under the conversion ``make``."""
     if not hasattr(model, "_proxylab_swaps"):
         model._proxylab_swaps = []
@@ -327,10 +343,10 @@ def install(model: nn.Module, make: Callable) -> None:
 
 def functional_modules(model: nn.Module) -> list[nn.Module]:
     """The replacement modules that answer ``model``'s functional rectifier calls right now
-    (for :func:`proxylab.rules.set_state`)."""
-    c = _controllers.get(model)
-    if c is not None:
-        return c.modules()
+    (for :func:`proxylab.swap.set_state`)."""
+    ctl = _controllers.get(model)
+    if ctl is not None:
+        return ctl.modules()
     return [m for _, cache in getattr(model, "_proxylab_swaps", []) for m in cache.values() if m is not None]
 
 
@@ -339,14 +355,12 @@ def count_functional(model: nn.Module, example: torch.Tensor | None = None) -> i
     (no gradient, eval mode, modes restored) or, without one, by tracing it with ``torch.fx``;
     None when it cannot be traced and no example is given."""
     if example is not None:
-        from .am import evaluating
-
         with evaluating(model), torch.no_grad(), converting(model, make=lambda site, old: None) as block:
             model(example)
         return len(block.sites)
     # a module swapped in since the last count: count again (rectifier modules are leaves of the
     # trace, so swapping one for another, as every ``with proxygrad`` does, changes nothing)
-    shape = tuple(None if _is_rectifier_module(m) else id(m) for m in model.modules())
+    shape = tuple(None if is_rectifier_module(m) else id(m) for m in model.modules())
     cached = _traced_counts.get(model)
     if cached is not None and cached[0] == shape:
         return cached[1]
@@ -382,7 +396,7 @@ class _CountingTracer(fx.Tracer):
         self.thread = threading.get_ident()
 
     def is_leaf_module(self, m, qualname):
-        return _is_rectifier_module(m) or super().is_leaf_module(m, qualname)
+        return is_rectifier_module(m) or super().is_leaf_module(m, qualname)
 
     def call_module(self, m, forward, args, kwargs):
         if threading.get_ident() != self.thread:

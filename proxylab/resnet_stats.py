@@ -8,9 +8,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .nets import resnet18
+from .proxygrad import ActivationSpec
 
 
-def random_resnet18(spec: str, num_classes: int, seed: int, batchnorm: bool = True) -> nn.Module:
+def random_resnet18(spec: "str | ActivationSpec", num_classes: int, seed: int, batchnorm: bool = True) -> nn.Module:
     """torchvision's ResNet18 with its Kaiming init (seeded), rectifiers set by ``spec``;
     ``batchnorm=False`` replaces every BatchNorm by the identity."""
     torch.manual_seed(seed)
@@ -26,7 +27,7 @@ def random_resnet18(spec: str, num_classes: int, seed: int, batchnorm: bool = Tr
     return model.train()
 
 
-def bn_input_stats(spec: str, images: torch.Tensor, labels: torch.Tensor | None = None, seed: int = 0,
+def bn_input_stats(spec: "str | ActivationSpec", images: torch.Tensor, labels: torch.Tensor | None = None, seed: int = 0,
                    num_classes: int = 10) -> dict[str, torch.Tensor]:
     """The spread of the input of every BatchNorm layer (in network order) of one random ResNet18,
     measured two ways in one forward pass (the network in train mode, as in training):
@@ -57,7 +58,7 @@ def bn_input_stats(spec: str, images: torch.Tensor, labels: torch.Tensor | None 
     return {k: torch.tensor(v) for k, v in stats.items()}
 
 
-def bn_input_std(spec: str, images: torch.Tensor, labels: torch.Tensor | None = None, seed: int = 0,
+def bn_input_std(spec: "str | ActivationSpec", images: torch.Tensor, labels: torch.Tensor | None = None, seed: int = 0,
                  num_classes: int = 10, measure: str = "per_channel") -> torch.Tensor:
     """One measure of :func:`bn_input_stats` (``"per_channel"``, BatchNorm's sigma_B, or ``"whole"``)."""
     if measure not in ("per_channel", "whole"):
@@ -76,7 +77,7 @@ def predicted_std_growth(slopes) -> dict[str, list[float]]:
             "second moment": [(closed_form(a)["second"] / base["second"]) ** 0.5 for a in slopes]}
 
 
-def first_block_gradient(spec: str, images: torch.Tensor, labels: torch.Tensor, seed: int,
+def first_block_gradient(spec: "str | ActivationSpec", images: torch.Tensor, labels: torch.Tensor, seed: int,
                          batchnorm: bool = True, num_classes: int = 10) -> float:
     """Mean ``|dL/dz|`` of the cross-entropy loss L, z the output of ``layer1[0].conv1``."""
     model = random_resnet18(spec, num_classes, seed, batchnorm)
@@ -93,9 +94,10 @@ def first_block_gradient(spec: str, images: torch.Tensor, labels: torch.Tensor, 
 
 def slope_study(fn, kinds: dict[str, str], slopes, batches: dict, desc: str = "",
                 **kwargs) -> dict[str, torch.Tensor]:
-    """Run ``fn(spec, images, labels, seed=seed, **kwargs)`` for each kind (label -> spec
-    template with ``{s}``, e.g. ``"leaky:{s}"``), slope and seed, where ``batches`` maps each
-    seed to its ``(images, labels)``: every repeat has its own network and its own batch.
+    """Run ``fn(spec, images, labels, seed=seed, **kwargs)`` for each kind (label -> ``"leaky"`` or
+    ``"proxygrad"``; a template such as ``"leaky:{s}"`` names its kind too), slope (0: ReLU) and
+    seed, where ``batches`` maps each seed to its ``(images, labels)``: every repeat has its own
+    network and its own batch.
 
     Returns:
         label -> tensor of shape (slopes, seeds, ...).
@@ -105,10 +107,10 @@ def slope_study(fn, kinds: dict[str, str], slopes, batches: dict, desc: str = ""
     done: dict[tuple[str, object], torch.Tensor] = {}  # every kind's slope 0 is the same ReLU network: run once
     total = len(kinds) * len(slopes) * len(seeds)
     with tqdm(total=total, desc=desc, leave=False) as bar:
-        for label, template in kinds.items():
+        for label, kind in kinds.items():
             rows = []
             for s in slopes:
-                spec = "relu" if s == 0 else template.format(s=s)
+                spec = ActivationSpec.at_slope(kind.partition(":")[0], s)
                 row = []
                 for seed in seeds:
                     if (spec, seed) not in done:
