@@ -9,7 +9,6 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
-from PIL import Image
 
 from . import models, plotting
 from .am_grids import FIG2_SLOPES
@@ -84,13 +83,11 @@ def image_rows(title: str):
         fig, axes = plt.subplots(*shape, figsize=(2.3 * shape[1] + 0.6, 2.3 * shape[0] + 1.0), squeeze=False)
         if across:
             axes = axes.T
-        for r, row in enumerate(rows):
-            label, img = parse_activation(row["spec"]).label, Image.open(Path(folder) / row["images"])
-            side = (img.width - 2) // n - 2  # plotting.save_grid: tiles of `side` px, 2 px padding
+        tiles, _ = plotting.shipped_images(merged, folder)
+        for r, (row, (label, images)) in enumerate(zip(rows, tiles.items())):
             for c in range(n):
                 ax = axes[r, c]
-                x0 = 2 + c * (side + 2)
-                ax.imshow(img.crop((x0, 2, x0 + side, 2 + side)))
+                ax.imshow(images[c])
                 ax.set_xticks([])
                 ax.set_yticks([])
                 ax.set_xlabel(f"logit {row['final_logits'][c]:.1f}", fontsize=8)
