@@ -71,5 +71,5 @@ def test_math_figures_widgets_and_navigation(book, browser):
     assert any("mybinder.org/v2/gh/" in h and "notebooks/04_proxygrad.ipynb" in h for h in launch), launch
     page.context.close()
     page, *_ = visit(browser, book / "api.html")
-    assert page.locator("dt#proxylab\\.proxygrad\\.proxygrad").count() == 1  # the reference from docstrings
+    assert page.locator("dt#proxylab\\.swap\\.proxygrad").count() == 1  # the reference from docstrings
     page.context.close()
