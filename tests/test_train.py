@@ -45,7 +45,7 @@ def fake_data(tmp_path, monkeypatch):
     cub = root / "CUB_200_2011"
     lines, split, labels = [], [], []
     for i, (cls, rel) in CUB_IMAGES.items():
-        jpg(cub / "images" / rel, i)
+        jpg(cub / "images" / rel, i, mode="L" if i == 3 else "RGB")  # CUB holds a few gray images
         lines.append(f"{i} {rel}")
         split.append(f"{i} {int(i not in CUB_TEST_IDS)}")
         labels.append(f"{i} {cls}")
@@ -101,6 +101,7 @@ def test_cub_labels_images_and_split_follow_the_files(fake_data):
             with Image.open(fake_data / "CUB_200_2011" / "images" / rel) as expected:
                 assert img.mode == "RGB" and np.array_equal(np.asarray(img), np.asarray(expected.convert("RGB")))
     assert {label for _, label in (train[k] for k in range(len(train)))} == {0, 1, 2, 3}
+    assert data.CUB200().samples == train.samples  # the training split unless asked otherwise
 
 
 def test_flowers_train_and_val_merged(fake_data):
@@ -151,6 +152,119 @@ def test_augmentation_is_seeded_per_sample_and_epoch(fake_data):
     img, _ = te.base[te.indices[0]]
     plain = te.normalize(data.T.Resize((16, 16), antialias=True)(data._to_rgb_tensor(img)))
     assert torch.equal(te[0][0], plain)
+
+
+def test_prepared_images_are_standardized_with_their_splits_statistics(fake_data):
+    """Resized (antialiased, 24x20 -> 8x8) and normalized as the statistics were computed, the training
+    images have mean 0 and std 1 per channel; the test images go through the same resize."""
+    tr, te, _ = data.load("cub200", image_size=8)
+    tr.augment = False
+    x = torch.stack([tr[i][0] for i in range(len(tr))])
+    assert x.shape == (8, 3, 8, 8)
+    assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(x.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-5)
+    raw = torch.stack([data._to_rgb_tensor(tr.base[i][0]) for i in tr.indices])
+    assert torch.tensor(tr.normalize.std).max() < 0.5 * raw.std(dim=(0, 2, 3)).min()  # averaged, not aliased
+    img, label = te.base[te.indices[1]]
+    assert te[1][1] == label and torch.allclose(te[1][0] * torch.tensor(te.normalize.std)[:, None, None]
+                                                + torch.tensor(te.normalize.mean)[:, None, None],
+                                                data.T.Resize((8, 8), antialias=True)(data._to_rgb_tensor(img)), atol=1e-5)
+
+
+def test_augmentation_is_a_reflect_padded_crop_and_a_flip(fake_data):
+    """Each augmented training image is the plain one shifted by up to size/8 pixels (reflect padding)
+    and maybe mirrored; over samples and epochs every shift and both flips occur."""
+    tr, _, _ = data.load("cub200", image_size=16, seed=2)
+    pad = 16 // 8
+    seen = set()
+    for epoch in range(6):
+        tr.epoch = epoch
+        for i in range(len(tr)):
+            tr.augment = False
+            plain = tr[i][0]
+            tr.augment = True
+            x = tr[i][0]
+            padded = torch.nn.functional.pad(plain[None], (pad,) * 4, mode="reflect")[0]
+            found = [(dy, dx, flip) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1) for flip in (0, 1)
+                     if torch.equal(x, (lambda c: c.flip(-1) if flip else c)(padded[:, dy:dy + 16, dx:dx + 16]))]
+            assert found, f"sample {i}, epoch {epoch}: not a crop of the padded image"
+            seen |= set(found)
+    assert {dy for dy, _, _ in seen} == {dx for _, dx, _ in seen} == set(range(2 * pad + 1))
+    assert {flip for _, _, flip in seen} == {0, 1}
+
+
+def test_missing_datasets_name_their_folder_and_how_to_get_them(tmp_path, monkeypatch):
+    empty = tmp_path / "empty"
+    monkeypatch.setenv("PROXYLAB_DATA", str(empty))
+    expected = {
+        "caltech101": f"Caltech101 not found under {empty / 'caltech101'}. Download it with "
+                      "'python -m proxylab data caltech101 --download' (needs internet).",
+        "cub200": f"CUB-200-2011 not found under {empty / 'CUB_200_2011'}. Download it with 'python -m proxylab "
+                  f"data cub200 --download' (needs internet) or unpack CUB_200_2011.tgz into {empty}.",
+        "flowers102": f"Flowers102 not found under {empty / 'flowers-102'}. Download it with "
+                      "'python -m proxylab data flowers102 --download' (needs internet)."}
+    for name, message in expected.items():
+        with pytest.raises(data.DatasetMissing) as err:
+            data.raw_splits(name)
+        assert str(err.value) == message
+    for call in (lambda: data.raw_splits("mnist"), lambda: data.load("mnist")):
+        with pytest.raises(ValueError) as err:
+            call()
+        assert str(err.value) == "unknown dataset 'mnist'; choose one of fashion-mnist, caltech101, cub200, flowers102"
+
+
+def test_downloads_arrive_through_a_staging_folder(fake_data, tmp_path, monkeypatch):
+    """Caltech101, CUB-200-2011 and Flowers102 asked with download=True are fetched (here: copied from
+    the fixture, in place of the network) into a staging folder and moved into the data root whole."""
+    import shutil
+
+    import torchvision
+    from torchvision.datasets import utils as tv_utils
+
+    fresh, fetched = tmp_path / "fresh", []
+
+    def caltech_download(self):  # torchvision's Caltech101 roots itself at ROOT/caltech101
+        fetched.append(("caltech101", Path(self.root)))
+        shutil.copytree(fake_data / "caltech101", self.root, dirs_exist_ok=True)
+
+    def cub_archive(url, download_root, filename=None, **kw):
+        fetched.append((url, filename, Path(download_root)))
+        shutil.copytree(fake_data / "CUB_200_2011", Path(download_root) / "CUB_200_2011")
+
+    def flowers_download(self):
+        fetched.append(("flowers102", Path(self.root)))
+        shutil.copytree(fake_data / "flowers-102", Path(self.root) / "flowers-102", dirs_exist_ok=True)
+
+    monkeypatch.setattr(torchvision.datasets.Caltech101, "download", caltech_download)
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", cub_archive)
+    monkeypatch.setattr(torchvision.datasets.Flowers102, "download", flowers_download)
+    for name in ("caltech101", "cub200", "flowers102"):  # not asked to download: nothing fetched
+        with pytest.raises(data.DatasetMissing):
+            data.raw_splits(name, root=fresh)
+    assert fetched == []
+    assert len(data.caltech101(fresh, download=True).categories) == 3
+    assert fetched == [("caltech101", fresh / ".partial-caltech101" / "caltech101")]
+    train, test = data.raw_splits("cub200", root=fresh, download=True)
+    assert (len(train), len(test)) == (8, 4)
+    assert fetched[1:] == [(data.CUB200.URL, "CUB_200_2011.tgz", fresh / ".partial-CUB_200_2011")]
+    train, test = data.raw_splits("flowers102", root=fresh, download=True)
+    assert (len(train), len(test)) == (5, 5)
+    assert fetched[2:] == [("flowers102", fresh / ".partial-flowers-102")]
+    assert sorted(p.name for p in fresh.iterdir()) == ["CUB_200_2011", "caltech101", "flowers-102"]
+    for name in ("caltech101", "cub200", "flowers102"):  # there now: not fetched again
+        data.raw_splits(name, root=fresh, download=True)
+    assert len(fetched) == 3
+
+
+def test_sample_batch_takes_caltech101_when_it_is_on_disk(fake_data):
+    """``dataset="auto"``: the paper's Caltech101 when it is there (gray images replicated to RGB)."""
+    assert data.caltech101_available() and not data.caltech101_available(fake_data / "elsewhere")
+    x, y, name = data.sample_batch()
+    assert name == "caltech101" and x.shape == (32, 3, 64, 64) and y.shape == (32,)  # Figure 4's batch
+    assert torch.equal(x, data.sample_batch(32, 64, seed=0, dataset="caltech101")[0])  # seed 0 by default
+    assert not torch.equal(x, data.sample_batch(32, 64, seed=1)[0])
+    assert torch.allclose(x.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-4)
+    assert set(y.tolist()) <= {0, 1, 2}
 
 
 def quick_cfg(out, **kw):
