@@ -102,7 +102,8 @@ def test_staged_download_refuses_an_incomplete_dataset_and_a_download_without_it
     data.staged_download(root, "ds", "DONE", lambda s: (s / "ds").mkdir() or (s / "ds" / "DONE").write_text(""))
     assert (root / "ds" / "DONE").exists()
     (root / "other" / "half").mkdir(parents=True)  # a half-filled folder: kept and named, never fetched into
-    with pytest.raises(data.DatasetMissing, match=r"other holds an incomplete dataset \(no DONE\); delete"):
+    with pytest.raises(data.DatasetMissing, match=r"^\S+other holds an incomplete dataset \(no DONE\); delete that "
+                                                  r"folder and rerun the download$"):
         data.staged_download(root, "other", "DONE", lambda s: pytest.fail("fetched into an incomplete dataset"))
     assert (root / "other" / "half").is_dir()
 
@@ -110,7 +111,8 @@ def test_staged_download_refuses_an_incomplete_dataset_and_a_download_without_it
         (staging / "new").mkdir()
         (staging / "new" / "README").write_text("")
 
-    with pytest.raises(data.DatasetMissing, match=r"did not produce new/DONE"):
+    with pytest.raises(data.DatasetMissing, match=r"^the download into \S+\.partial-new did not produce new/DONE; "
+                                                  r"delete \S+\.partial-new and retry$"):
         data.staged_download(root, "new", "DONE", wrong)
     assert not (root / "new").exists() and (root / ".partial-new" / "new" / "README").exists()
 

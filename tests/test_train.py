@@ -31,6 +31,7 @@ CUB_CLASSES = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_
 # image id -> (class id, path), in CUB's naming; classes interleaved, test images spread over the ids
 CUB_IMAGES = {i: (1 + i % 4, f"{CUB_CLASSES[i % 4]}/{CUB_CLASSES[i % 4][4:]}_{i:04d}_{7000 + i}.jpg")
               for i in range(1, 13)}
+CUB_IMAGES[6] = (3, f"{CUB_CLASSES[2]}/Sooty Albatross 0006.jpg")  # a path with spaces: images.txt splits once
 CUB_TEST_IDS = {2, 5, 7, 12}
 
 
@@ -102,6 +103,7 @@ def test_cub_labels_images_and_split_follow_the_files(fake_data):
                 assert img.mode == "RGB" and np.array_equal(np.asarray(img), np.asarray(expected.convert("RGB")))
     assert {label for _, label in (train[k] for k in range(len(train)))} == {0, 1, 2, 3}
     assert data.CUB200().samples == train.samples  # the training split unless asked otherwise
+    assert train.classes == test.classes == [0, 1, 2, 3]
 
 
 def test_flowers_train_and_val_merged(fake_data):
@@ -241,6 +243,8 @@ def test_downloads_arrive_through_a_staging_folder(fake_data, tmp_path, monkeypa
     for name in ("caltech101", "cub200", "flowers102"):  # not asked to download: nothing fetched
         with pytest.raises(data.DatasetMissing):
             data.raw_splits(name, root=fresh)
+    with pytest.raises(data.DatasetMissing):  # nor by default
+        data.CUB200(fresh)
     assert fetched == []
     assert len(data.caltech101(fresh, download=True).categories) == 3
     assert fetched == [("caltech101", fresh / ".partial-caltech101" / "caltech101")]
@@ -263,6 +267,7 @@ def test_sample_batch_takes_caltech101_when_it_is_on_disk(fake_data):
     assert name == "caltech101" and x.shape == (32, 3, 64, 64) and y.shape == (32,)  # Figure 4's batch
     assert torch.equal(x, data.sample_batch(32, 64, seed=0, dataset="caltech101")[0])  # seed 0 by default
     assert not torch.equal(x, data.sample_batch(32, 64, seed=1)[0])
+    assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5)  # standardized per channel
     assert torch.allclose(x.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-4)
     assert set(y.tolist()) <= {0, 1, 2}
 
