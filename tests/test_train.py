@@ -272,6 +272,89 @@ def test_sample_batch_takes_caltech101_when_it_is_on_disk(fake_data):
     assert set(y.tolist()) <= {0, 1, 2}
 
 
+# --------------------------------------------------------------------------- the loop's parts, without training
+def test_global_batches_are_seeded_per_epoch_and_cover_the_data_in_order_of_the_permutation():
+    from proxylab.train import GlobalBatchSampler
+
+    plain = GlobalBatchSampler(128, 32, seed=0, shuffle=False)
+    assert list(plain) == [list(range(k, k + 32)) for k in range(0, 128, 32)]  # in order, from the first sample
+    assert len(plain) == 4
+    s = GlobalBatchSampler(100, 32, seed=5)
+    first = list(s)
+    assert len(s) == len(first) == 3 and all(len(b) == 32 for b in first)  # the last 4 are dropped
+    assert sorted(i for b in first for i in b) != list(range(96))  # a shuffled choice of 96 of the 100
+    assert first == list(GlobalBatchSampler(100, 32, seed=5))  # the same seed and epoch: the same batches
+    s.epoch = 1
+    assert list(s) != first and list(s) == list(s)
+    assert list(GlobalBatchSampler(100, 32, seed=6)) != first
+    whole = GlobalBatchSampler(100, 32, seed=5, drop_last=False)
+    assert len(whole) == 4 and sorted(i for b in whole for i in b) == list(range(100))
+    ranks = [GlobalBatchSampler(100, 32, seed=5, rank=r, world=2) for r in (0, 1)]
+    assert [b[r::2] for b in first for r in (0, 1)] == [b for pair in zip(*ranks) for b in pair]
+
+
+def test_lr_schedule_is_what_multisteplr_gives():
+    """Milestones are epochs (at least the first), each dropping the LR once, as torch's scheduler does."""
+    from proxylab.train import lr_milestones, lr_schedule
+
+    for epochs, fractions in ((3, (0.1,)), (7, (0.5, 0.5, 0.9)), (10, (0.25, 0.75)), (4, (1.0,))):
+        cfg = TrainConfig(epochs=epochs, lr=0.02, lr_milestones=fractions, lr_gamma=0.5).validate()
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, lr_milestones(cfg), cfg.lr_gamma)
+        actual = []
+        for _ in range(epochs):
+            actual.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        assert lr_schedule(cfg) == pytest.approx(actual)
+    assert lr_schedule(TrainConfig(epochs=3, lr=1.0, lr_milestones=(0.1,), lr_gamma=0.5).validate()) == [1.0, 0.5, 0.5]
+
+
+class NotAWeight:  # importable, so an unrestricted unpickler would rebuild it
+    pass
+
+
+def test_checkpoints_are_read_as_weights_only(tmp_path):
+    from proxylab.train import _load_checkpoint
+
+    torch.save({"model": {"w": torch.ones(2)}, "epoch": 3, "history": [{"lr": 0.1}]}, tmp_path / "good.pt")
+    assert _load_checkpoint(tmp_path / "good.pt", "cpu")["epoch"] == 3
+    torch.save({"model": NotAWeight()}, tmp_path / "pickle.pt")  # a pickle that runs code when loaded
+    with pytest.raises(ValueError, match=r"^the checkpoint \S+pickle.pt is unreadable \(UnpicklingError\); it was "
+                                         r"kept as it is. Delete it to start the run over, or pass another --out$"):
+        _load_checkpoint(tmp_path / "pickle.pt", "cpu")
+
+
+def test_checkpoint_entries_move_to_the_device_with_their_containers():
+    from proxylab.train import _to
+
+    moved = _to({"a": torch.ones(2), "b": [torch.zeros(1), (torch.ones(1), 3)], "c": "text"}, torch.device("meta"))
+    assert moved["a"].device.type == "meta" and moved["c"] == "text"
+    assert isinstance(moved["b"], list) and moved["b"][0].device.type == "meta"
+    assert isinstance(moved["b"][1], tuple) and moved["b"][1][0].device.type == "meta" and moved["b"][1][1] == 3
+
+
+def test_a_changed_configuration_names_every_change(tmp_path):
+    from proxylab.train import ConfigMismatch, _check_same_protocol
+
+    saved = TrainConfig(epochs=4).validate().protocol()
+    _check_same_protocol(saved, TrainConfig(epochs=4, out="elsewhere").validate(), tmp_path)  # same protocol
+    with pytest.raises(ConfigMismatch) as err:
+        _check_same_protocol(saved, TrainConfig(epochs=4, lr=0.01, seed=2).validate(), tmp_path)
+    assert str(err.value) == (f"{tmp_path} holds a run with another configuration (lr: 0.003 -> 0.01; seed: 0 -> 2); "
+                              "resume it with its own settings, or choose another --out for the new ones")
+
+
+def test_a_finished_run_counts_only_with_the_same_protocol(tmp_path):
+    from proxylab.train import finished
+
+    cfg = TrainConfig(epochs=4, out=str(tmp_path)).validate()
+    assert finished(tmp_path, cfg) is None  # nothing there
+    (tmp_path / "metrics.json").write_text(json.dumps({"test_accuracy": 50.0, "protocol": cfg.protocol()}))
+    assert finished(tmp_path, cfg)["test_accuracy"] == 50.0
+    assert finished(str(tmp_path), TrainConfig(epochs=5).validate()) is None
+
+
 def quick_cfg(out, **kw):
     base = dict(dataset="fashion-mnist", arch="pfnet18", activation="proxygrad:0.1", epochs=2, subset=128,
                 batch_size=32, out=str(out), seed=0)
