@@ -144,7 +144,7 @@ def test_fashion_mnist_download_fills_the_raw_folder_through_a_staging_folder(tm
                 (Path(self.raw_folder) / name).write_bytes(f.read())
 
     monkeypatch.setattr(torchvision.datasets.FashionMNIST, "download", download)
-    nowhere = tmp_path / "nowhere"
+    nowhere, real = tmp_path / "nowhere", data.fashion_mnist
     with pytest.raises(data.DatasetMissing):  # no download asked: nothing fetched
         data.fashion_mnist(root=root, debian_dir=nowhere)
     assert seen == []
@@ -154,6 +154,9 @@ def test_fashion_mnist_download_fills_the_raw_folder_through_a_staging_folder(tm
     assert sorted(p.name for p in (root / "FashionMNIST" / "raw").iterdir()) == sorted(data.FASHION_FILES)
     assert len(data.fashion_mnist(train=True, root=root, download=True, debian_dir=nowhere)) == 12
     assert len(seen) == 1  # all there: not downloaded again
+    monkeypatch.setattr(data, "fashion_mnist", lambda train, root, download: real(train, root, download, nowhere))
+    train, test = data.raw_splits("fashion-mnist", root=tmp_path / "other", download=True)  # both splits at once
+    assert (len(train), len(test)) == (12, 5) and len(seen) == 2
 
 
 def test_caltech101_split_needs_enough_images_in_every_class():
