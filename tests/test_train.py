@@ -173,11 +173,11 @@ def test_prepared_images_are_standardized_with_their_splits_statistics(fake_data
                                                 data.T.Resize((8, 8), antialias=True)(data._to_rgb_tensor(img)), atol=1e-5)
 
 
-def test_augmentation_is_a_reflect_padded_crop_and_a_flip(fake_data):
-    """Each augmented training image is the plain one shifted by up to size/8 pixels (reflect padding)
-    and maybe mirrored; over samples and epochs every shift and both flips occur."""
-    tr, _, _ = data.load("cub200", image_size=16, seed=2)
-    pad = 16 // 8
+@pytest.mark.parametrize("size, pad", [(16, 2), (8, 1)])
+def test_augmentation_is_a_reflect_padded_crop_and_a_flip(fake_data, size, pad):
+    """Each augmented training image is the plain one shifted by up to size/8 pixels (reflect padding,
+    at least 1) and maybe mirrored; over samples and epochs every shift and both flips occur."""
+    tr, _, _ = data.load("cub200", image_size=size, seed=2)
     seen = set()
     for epoch in range(6):
         tr.epoch = epoch
@@ -188,7 +188,7 @@ def test_augmentation_is_a_reflect_padded_crop_and_a_flip(fake_data):
             x = tr[i][0]
             padded = torch.nn.functional.pad(plain[None], (pad,) * 4, mode="reflect")[0]
             found = [(dy, dx, flip) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1) for flip in (0, 1)
-                     if torch.equal(x, (lambda c: c.flip(-1) if flip else c)(padded[:, dy:dy + 16, dx:dx + 16]))]
+                     if torch.equal(x, (lambda c: c.flip(-1) if flip else c)(padded[:, dy:dy + size, dx:dx + size]))]
             assert found, f"sample {i}, epoch {epoch}: not a crop of the padded image"
             seen |= set(found)
     assert {dy for dy, _, _ in seen} == {dx for _, dx, _ in seen} == set(range(2 * pad + 1))
