@@ -356,6 +356,45 @@ def test_a_finished_run_counts_only_with_the_same_protocol(tmp_path):
     assert finished(str(tmp_path), TrainConfig(epochs=5).validate()) is None
 
 
+@pytest.mark.parametrize("field, bad, message", [
+    ("arch", "vgg", "unknown architecture 'vgg'; choose one of resnet18, pfnet18"),
+    ("dataset", "mnist", "unknown dataset 'mnist'; choose one of fashion-mnist, caltech101, cub200, flowers102"),
+    ("epochs", 0, "epochs must be >= 1, got 0"), ("batch_size", 0, "batch_size must be >= 1, got 0"),
+    ("lr", 0.0, "lr must be > 0, got 0.0"),
+    ("lr_milestones", (0.5, 0.0), r"lr milestones are fractions of the epochs in (0, 1], got (0.5, 0.0)"),
+    ("lr_milestones", (1.5,), r"lr milestones are fractions of the epochs in (0, 1], got (1.5,)"),
+    ("lr_gamma", 0.0, "lr gamma must be in (0, 1], got 0.0"), ("lr_gamma", 1.5, "lr gamma must be in (0, 1], got 1.5"),
+    ("clip_grad_norm", 0.0, "clip_grad_norm must be > 0 or None (no clipping), got 0.0"),
+    ("weight_decay", -0.1, "weight decay must be >= 0, got -0.1")])
+def test_a_configuration_out_of_range_is_refused_with_its_reason(field, bad, message):
+    with pytest.raises(ValueError) as err:
+        TrainConfig(**{field: bad}).validate()
+    assert str(err.value) == message
+
+
+def test_a_configuration_at_the_edges_of_its_ranges_is_valid():
+    cfg = TrainConfig(epochs=1, batch_size=1, lr=2.0, lr_milestones=[1, 0.5], lr_gamma=1.0, clip_grad_norm=0.5,
+                      weight_decay=0.0, activation="proxygrad:0.10").validate()
+    assert cfg.lr_milestones == (1.0, 0.5) and cfg.activation == "proxygrad:0.1"  # the spec's one spelling
+    assert TrainConfig(weight_decay=0.5, clip_grad_norm=None).validate().weight_decay == 0.5
+    protocol = TrainConfig(out="somewhere", lr_milestones=(0.5,)).validate().protocol()
+    assert "out" not in protocol and protocol["lr_milestones"] == [0.5]  # as JSON stores it, to compare with a saved one
+    assert set(protocol) == {f for f in TrainConfig.__dataclass_fields__} - {"out"}
+    assert json.loads(json.dumps(protocol)) == protocol
+
+
+def test_the_process_layout_comes_from_torchruns_environment(monkeypatch):
+    from proxylab.train import dist_env
+
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert dist_env() == (0, 1, 0)
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert dist_env() == (3, 4, 1)
+
+
 def quick_cfg(out, **kw):
     base = dict(dataset="fashion-mnist", arch="pfnet18", activation="proxygrad:0.1", epochs=2, subset=128,
                 batch_size=32, out=str(out), seed=0)
