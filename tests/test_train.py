@@ -261,6 +261,30 @@ def test_downloads_arrive_through_a_staging_folder(fake_data, tmp_path, monkeypa
     assert len(fetched) == 3
 
 
+def test_sample_batch_looks_for_caltech101_under_the_root_given(fake_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("PROXYLAB_DATA", str(tmp_path / "empty"))
+    x, _, name = data.sample_batch(12, 8, root=fake_data)
+    assert name == "caltech101" and x.shape == (12, 3, 8, 8)
+    monkeypatch.setenv("PROXYLAB_DATA", str(fake_data))  # Caltech101 in the default place, not under the root given
+    assert data.sample_batch(4, 8, root=tmp_path / "fm")[2] == "fashion-mnist"  # so: the offline Fashion-MNIST
+
+
+def test_sample_batch_downscales_without_aliasing(tmp_path):
+    """A 1-pixel checkerboard shrunk 3x comes out flat gray (antialiased), not as a coarser checkerboard."""
+    from PIL import Image
+
+    cal = tmp_path / "caltech101" / "101_ObjectCategories"
+    board = (np.indices((24, 24)).sum(0) % 2 * 255).astype(np.uint8)
+    for c, n in (("BACKGROUND_Google", 1), ("boards", 6), ("flat", 6)):
+        (cal / c).mkdir(parents=True)
+        for i in range(n):
+            pixels = board if c == "boards" else np.full((24, 24), 40 * i, np.uint8)
+            Image.fromarray(np.stack([pixels] * 3, -1)).save(cal / c / f"image_{i + 1:04d}.jpg", format="PNG")
+    x, y, name = data.sample_batch(12, 8, dataset="caltech101", root=tmp_path)
+    assert name == "caltech101" and sorted(y.tolist()) == [0] * 6 + [1] * 6
+    assert x.std(dim=(2, 3)).max() < 0.05 * x.std()  # every image flat; the batch's images differ
+
+
 def test_sample_batch_takes_caltech101_when_it_is_on_disk(fake_data):
     """``dataset="auto"``: the paper's Caltech101 when it is there (gray images replicated to RGB)."""
     assert data.caltech101_available() and not data.caltech101_available(fake_data / "elsewhere")
