@@ -81,6 +81,7 @@ def test_caltech101_split_is_drawn_per_class_and_drops_background(fake_data):
     assert set(train.indices).isdisjoint(test.indices)
     assert all(full[i][1] == full.y[i] for i in train.indices[::7])  # the label the dataset gives that image
     assert data.raw_splits("caltech101", seed=3)[0].indices == train.indices
+    assert data.raw_splits("caltech101")[0].indices == data.raw_splits("caltech101", seed=0)[0].indices  # seed 0 by default
     other, other_test = data.raw_splits("caltech101", seed=4)
     for c in range(3):  # another seed draws other images within every class
         assert {i for i in train.indices if full.y[i] == c} != {i for i in other.indices if full.y[i] == c}
