@@ -42,6 +42,12 @@ def test_fashion_mnist_from_debian_gzip_files(tmp_path, fake_debian):
 def test_missing_fashion_mnist_says_how_to_get_it(tmp_path):
     with pytest.raises(data.DatasetMissing, match="apt-get install dataset-fashion-mnist"):
         data.fashion_mnist(root=tmp_path, debian_dir=tmp_path / "nowhere")
+    with pytest.raises(data.DatasetMissing) as err:
+        data.fashion_mnist(root=tmp_path, debian_dir=tmp_path / "nowhere")
+    assert str(err.value) == (
+        f"Fashion-MNIST not found under {tmp_path / 'FashionMNIST' / 'raw'}. Get it offline with 'sudo apt-get install "
+        "dataset-fashion-mnist' (Debian), or online with download=True / 'python -m proxylab data fashion-mnist "
+        "--download'.")
 
 
 def test_missing_caltech101_says_how_to_get_it(tmp_path):
@@ -125,7 +131,7 @@ def test_fashion_mnist_unpacks_only_the_missing_debian_files(tmp_path, fake_debi
     write_idx(raw / "train-labels.gz", np.full(12, 7))  # an already unpacked file is kept as it is
     with gzip.open(raw / "train-labels.gz") as f:
         (raw / "train-labels-idx1-ubyte").write_bytes(f.read())
-    ds = data.fashion_mnist(train=True, root=tmp_path / "root", debian_dir=fake_debian)
+    ds = data.fashion_mnist(root=tmp_path / "root", debian_dir=fake_debian)  # the training split by default
     assert ds.targets.tolist() == [7] * 12
     with gzip.open(fake_debian / "train-images-idx3-ubyte.gz") as f:
         assert (raw / "train-images-idx3-ubyte").read_bytes() == f.read()
@@ -154,9 +160,16 @@ def test_fashion_mnist_download_fills_the_raw_folder_through_a_staging_folder(tm
     assert sorted(p.name for p in (root / "FashionMNIST" / "raw").iterdir()) == sorted(data.FASHION_FILES)
     assert len(data.fashion_mnist(train=True, root=root, download=True, debian_dir=nowhere)) == 12
     assert len(seen) == 1  # all there: not downloaded again
+    partial = write_raw(tmp_path / "partial")  # a raw folder with one file of its own: kept, the others moved in
+    for name in data.FASHION_FILES[1:]:
+        (partial / name).unlink()
+    own = (partial / data.FASHION_FILES[0]).read_bytes()
+    assert len(data.fashion_mnist(root=tmp_path / "partial", download=True, debian_dir=nowhere)) == 12
+    assert (partial / data.FASHION_FILES[0]).read_bytes() == own and len(seen) == 2
+    assert sorted(p.name for p in partial.iterdir()) == sorted(data.FASHION_FILES)
     monkeypatch.setattr(data, "fashion_mnist", lambda train, root, download: real(train, root, download, nowhere))
     train, test = data.raw_splits("fashion-mnist", root=tmp_path / "other", download=True)  # both splits at once
-    assert (len(train), len(test)) == (12, 5) and len(seen) == 2
+    assert (len(train), len(test)) == (12, 5) and len(seen) == 3
 
 
 def test_caltech101_split_needs_enough_images_in_every_class():
