@@ -427,6 +427,48 @@ def quick_cfg(out, **kw):
     return TrainConfig(**base)
 
 
+def test_a_folder_with_only_a_finished_runs_metrics_is_refused(tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "metrics.json").write_text(json.dumps({"protocol": {"epochs": 99}}))  # no checkpoint beside it
+    for resume in (False, True):
+        with pytest.raises(FileExistsError, match="holds a finished run of another configuration; choose another --out"):
+            train(quick_cfg(out, epochs=1), resume=resume, progress=False)
+
+
+def test_resume_trains_only_the_epochs_left(tmp_path, monkeypatch):
+    """Interrupted after the first epoch's checkpoint, a resumed run trains the second epoch only and ends
+    where an uninterrupted run ends (here with one parameter group: decay_norm_and_bias)."""
+    import proxylab.train as train_module
+
+    kw = dict(epochs=2, subset=64, decay_norm_and_bias=True)
+    straight = train(quick_cfg(tmp_path / "a", **kw), progress=False)
+    real_save = train_module.save_atomic
+
+    def save_then_die(obj, path, *args):
+        real_save(obj, path, *args)
+        raise KeyboardInterrupt  # killed right after the checkpoint of epoch 1
+
+    monkeypatch.setattr(train_module, "save_atomic", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(quick_cfg(tmp_path / "b", **kw), progress=False)
+    monkeypatch.setattr(train_module, "save_atomic", real_save)
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    epochs_loaded = []
+    real_getitem = data.Prepared.__getitem__
+
+    def getitem(self, i):
+        if self.augment:
+            epochs_loaded.append(self.epoch)
+        return real_getitem(self, i)
+
+    monkeypatch.setattr(data.Prepared, "__getitem__", getitem)
+    resumed = train(quick_cfg(tmp_path / "b", **kw), resume=True, progress=False)
+    assert set(epochs_loaded) == {2} and len(epochs_loaded) == 64  # one epoch of 2 batches of 32
+    assert resumed["history"] == straight["history"] and resumed["test_loss"] == straight["test_loss"]
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+
+
 def test_cli_train_writes_metrics(tmp_path):
     out = tmp_path / "run"
     rc = cli(["train", "--dataset", "fashion-mnist", "--arch", "pfnet18", "--activation", "proxygrad:0.1",
