@@ -194,6 +194,9 @@ def test_augmentation_is_a_reflect_padded_crop_and_a_flip(fake_data, size, pad):
             seen |= set(found)
     assert {dy for dy, _, _ in seen} == {dx for _, dx, _ in seen} == set(range(2 * pad + 1))
     assert {flip for _, _, flip in seen} == {0, 1}
+    args = (tr.base, tr.indices, size, tr.normalize.mean, tr.normalize.std)
+    unseeded, seed0 = data.Prepared(*args, augment=True), data.Prepared(*args, augment=True, seed=0)
+    assert all(torch.equal(unseeded[i][0], seed0[i][0]) for i in range(len(tr)))  # seed 0 unless told otherwise
 
 
 def test_missing_datasets_name_their_folder_and_how_to_get_them(tmp_path, monkeypatch):
