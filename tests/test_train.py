@@ -263,6 +263,12 @@ def test_downloads_arrive_through_a_staging_folder(fake_data, tmp_path, monkeypa
     for name in ("caltech101", "cub200", "flowers102"):  # there now: not fetched again
         data.raw_splits(name, root=fresh, download=True)
     assert len(fetched) == 3
+    with pytest.raises(data.DatasetMissing):  # load does not download unless asked
+        data.load("cub200", image_size=8, root=tmp_path / "fresh2")
+    tr, te, n = data.load("cub200", image_size=8, root=tmp_path / "fresh2", download=True)
+    assert (len(tr), len(te), n) == (8, 4, 200) and len(fetched) == 4
+    assert "cub200:8@8" in json.loads((tmp_path / "fresh2" / "stats.json").read_text())  # cached under that root
+    assert not (fake_data / "stats.json").exists()
 
 
 def test_sample_batch_looks_for_caltech101_under_the_root_given(fake_data, tmp_path, monkeypatch):
