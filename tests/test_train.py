@@ -451,7 +451,7 @@ def test_resume_trains_only_the_epochs_left(tmp_path, monkeypatch):
     import proxylab.train as train_module
 
     kw = dict(epochs=2, subset=64, decay_norm_and_bias=True)
-    straight = train(quick_cfg(tmp_path / "a", **kw), progress=False)
+    straight = train(quick_cfg(tmp_path / "a", **kw), resume=True, progress=False)  # nothing to resume: starts
     real_save = train_module.save_atomic
 
     def save_then_die(obj, path, *args):
