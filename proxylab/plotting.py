@@ -120,8 +120,6 @@ def shipped_images(merged: dict, root) -> tuple[dict[str, list[np.ndarray]], lis
 
     from PIL import Image
 
-    from .proxygrad import parse_activation
-
     rows, captions = {}, []
     for row in merged["rows"]:
         img = Image.open(Path(root) / row["images"]).convert("RGB")
