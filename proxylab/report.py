@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .proxygrad import parse_activation
 from .results import shipped
 
 README_START, README_END = "<!-- results-table-start -->", "<!-- results-table-end -->"
@@ -59,8 +60,6 @@ def paired_table(accuracies: dict[str, list[float]]) -> str:
     """Markdown: every activation of a Table 4 grid against the ReLU runs of the same seeds, with its
     reading. ``accuracies``: ``"dataset/net/activation"`` -> test accuracies in seed order (a merged
     ``table4`` result's ``"accuracies"``)."""
-    from .proxygrad import parse_activation
-
     rows = ["| dataset | net | activation | minus ReLU (same seed), mean ± SE | seeds ahead | reading |",
             "|---|---|---|---|---|---|"]
     for key, values in accuracies.items():
