@@ -98,23 +98,22 @@ def run_all(page, url, notebook, ready_selector, timeout_ms=180_000):
     page.goto(f"{url}/lab/tree/{notebook}", wait_until="domcontentloaded")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000, state="attached")
-    time.sleep(1.0)  # let the kernel connection settle before queueing every cell
-    for attempt in (1, 2):  # a Run All issued while the kernel was still connecting can stop early
+    prompts = page.locator(".jp-InputPrompt")
+    for attempt in range(1, 6):  # a Run All issued while the kernel is still connecting runs nothing
         page.click(".lm-MenuBar-itemLabel:text-is('Run')")
         page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
-        try:
-            page.locator(ready_selector).first.wait_for(timeout=timeout_ms // 2)
-            return
-        except Exception:
-            if attempt == 1:
-                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                       timeout=timeout_ms // 2, state="attached")
-                continue
-            prompts = page.locator(".jp-InputPrompt")
-            ran = [prompts.nth(k).inner_text() for k in range(prompts.count())]
-            errors = page.locator("[data-mime-type='application/vnd.jupyter.stderr']")
-            text = [errors.nth(k).inner_text()[:1500] for k in range(errors.count())]
-            raise AssertionError(f"{notebook}: {ready_selector!r} never appeared; prompts {ran}; stderr {text}")
+        deadline = time.time() + 10
+        while time.time() < deadline and not any(p.strip() not in ("", "[ ]:") for p in prompts.all_inner_texts()):
+            time.sleep(0.25)
+        if any(p.strip() not in ("", "[ ]:") for p in prompts.all_inner_texts()):
+            break  # a cell is queued or ran: the kernel took the Run All
+    try:
+        page.locator(ready_selector).first.wait_for(timeout=timeout_ms)
+    except Exception:
+        ran = prompts.all_inner_texts()
+        errors = page.locator("[data-mime-type='application/vnd.jupyter.stderr']")
+        text = [errors.nth(k).inner_text()[:1500] for k in range(errors.count())]
+        raise AssertionError(f"{notebook}: {ready_selector!r} never appeared; prompts {ran}; stderr {text}")
 
 
 def run_notebook_and_move_slider(page, url, tmp_path):
