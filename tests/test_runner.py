@@ -252,50 +252,57 @@ def test_list_names_every_experiment_with_its_cost(capsys):
     assert out.count("on a 2-core CPU") == len(experiments.names())
 
 
-def test_ray_engine_survives_a_killed_worker_and_matches_the_local_engine(straight, tmp_path):
-    """A local Ray with 2 CPUs; the first job's worker dies once (os._exit), Ray retries it, and the
-    grid's job files and merged result equal the local engine's."""
+@pytest.fixture(scope="module")
+def ray_faults(straight, tmp_path_factory):
+    """The quick figure4 grid on a local Ray with 2 CPUs, with two faults at once (one Ray start for
+    both): the first job to start kills its worker once (os._exit), and one other job raises. Then
+    the same command again, with no fault: it runs only what is missing."""
     pytest.importorskip("ray")
-    marker = tmp_path / "killed-once"
-    script = (f"import json, runner_faults; from proxylab.runner import reproduce; from proxylab import experiments; "
+    tmp = tmp_path_factory.mktemp("ray")
+    marker, out = tmp / "killed-once", tmp / "ray"
+    bad = job_key(experiments.get("figure4").jobs(True)[3])
+    args = ["reproduce", "figure4", "--out", str(out), "--engine", "ray", "--num-cpus", "2", "--quiet"]
+    script = (f"import sys, runner_faults; from proxylab.cli import main; "
               f"runner_faults.inject('figure4', runner_faults.die_once, {str(marker)!r}); "
-              f"m = reproduce(experiments.get('figure4'), {str(tmp_path / 'ray')!r}, engine='ray', quick=True, progress=False, num_cpus=2); "
-              f"print(json.dumps({{k: v for k, v in m.items() if k != 'provenance'}}))")
-    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=FAULTS_ENV, capture_output=True, text=True,
-                         timeout=400)
-    assert res.returncode == 0, res.stderr[-3000:]
+              f"runner_faults.inject('figure4', runner_faults.fail, {bad!r}); sys.exit(main({args!r}))")
+    first = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=FAULTS_ENV, capture_output=True, text=True,
+                           timeout=400)
+    saved = {p.stem: p.stat().st_mtime_ns for p in (out / "figure4" / "jobs").glob("*.json")}
+    rerun = subprocess.run([sys.executable, "-m", "proxylab", *args], cwd=ROOT, env=FAULTS_ENV, capture_output=True,
+                           text=True, timeout=400)
+    return dict(first=first, saved=saved, rerun=rerun, bad=bad, marker=marker, out=out)
+
+
+def test_ray_engine_survives_a_killed_worker_and_matches_the_local_engine(straight, ray_faults):
+    """The killed job is retried by Ray and saved; every job file and the merged result equal the
+    local engine's."""
+    marker, out = ray_faults["marker"], ray_faults["out"]
     assert marker.exists(), "no worker was killed"
-    merged = json.loads(res.stdout.strip().splitlines()[-1])
-    assert merged == json.loads(json.dumps(values(straight[1])))
+    killed = job_key(json.loads(marker.read_text()))
+    assert killed != ray_faults["bad"] and killed in ray_faults["saved"], "the killed job was not retried"
+    assert ray_faults["rerun"].returncode == 0, ray_faults["rerun"].stderr[-3000:]
+    merged = json.loads((out / "figure4" / "figure4.json").read_text())
+    assert values(merged) == json.loads(json.dumps(values(straight[1])))
     local = {p.name: json.loads(p.read_text())["result"] for p in (straight[0] / "figure4" / "jobs").glob("*.json")}
-    records = [json.loads(p.read_text()) for p in (tmp_path / "ray" / "figure4" / "jobs").glob("*.json")]
+    records = [json.loads(p.read_text()) for p in (out / "figure4" / "jobs").glob("*.json")]
     assert local == {f"{r['key']}.json": r["result"] for r in records}
     assert {r["commit"] for r in records} == {git_commit()}  # as the worker saw its checkout
 
 
-def test_a_job_that_fails_on_ray_is_one_line_and_the_others_are_kept(straight, tmp_path):
+def test_a_job_that_fails_on_ray_is_one_line_and_the_others_are_kept(ray_faults):
     """One job raises inside its Ray worker: the command ends with one line naming it, the other
-    jobs' files are written, and a rerun runs only that job and merges to the uninterrupted result."""
-    pytest.importorskip("ray")
-    jobs = experiments.get("figure4").jobs(True)
-    bad = job_key(jobs[3])
-    out = tmp_path / "ray"
-    args = ["reproduce", "figure4", "--out", str(out), "--engine", "ray", "--num-cpus", "2", "--quiet"]
-    script = (f"import sys, runner_faults; from proxylab.cli import main; "
-              f"runner_faults.inject('figure4', runner_faults.fail, {bad!r}); sys.exit(main({args!r}))")
-    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=FAULTS_ENV, capture_output=True, text=True,
-                         timeout=400)
-    assert res.returncode == 2, res.stderr[-3000:]
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and "1 of 10 jobs failed" in lines[0] and bad in lines[0], res.stderr[-3000:]
+    jobs' files are written, and the rerun runs only that job."""
+    first, bad = ray_faults["first"], ray_faults["bad"]
+    assert first.returncode == 2, first.stderr[-3000:]
+    lines = first.stderr.strip().splitlines()
+    assert len(lines) == 1 and "1 of 10 jobs failed" in lines[0] and bad in lines[0], first.stderr[-3000:]
     assert "injected failure" in lines[0] and "rerun the same command" in lines[0]
-    saved = {p.stem for p in (out / "figure4" / "jobs").glob("*.json")}
-    assert len(saved) == 9 and bad not in saved
-    res = subprocess.run([sys.executable, "-m", "proxylab", *args], cwd=ROOT, env=FAULTS_ENV, capture_output=True,
-                         text=True, timeout=400)
-    assert res.returncode == 0, res.stderr[-3000:]
-    merged = json.loads((out / "figure4" / "figure4.json").read_text())
-    assert values(merged) == json.loads(json.dumps(values(straight[1])))
+    assert len(ray_faults["saved"]) == 9 and bad not in ray_faults["saved"]
+    rerun = ray_faults["rerun"]
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    now = {p.stem: p.stat().st_mtime_ns for p in (ray_faults["out"] / "figure4" / "jobs").glob("*.json")}
+    assert set(now) == set(ray_faults["saved"]) | {bad}
+    assert all(now[k] == t for k, t in ray_faults["saved"].items()), "the rerun ran finished jobs again"
 
 
 def test_an_unusable_out_is_one_line(tmp_path, capsys):
