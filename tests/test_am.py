@@ -581,6 +581,21 @@ def test_compare_and_compare_over_seeds(tiny):
         assert seeds["relu"][i].item() == pytest.approx(r.final.mean().item(), rel=1e-6)
 
 
+def test_compare_over_seeds_reuses_a_compare_run_for_seed_0_only(tiny, monkeypatch):
+    runs = am.compare(tiny, [0, 1], ["relu", "proxygrad:0.3"], steps=2, size=32)
+    fresh = am.compare_over_seeds(tiny, [0, 1], ["relu", "proxygrad:0.3"], [0, 1], steps=2, size=32)
+    real, calls = am.visualize, []
+    monkeypatch.setattr(am, "visualize", lambda *a, **k: calls.append(k["seed"]) or real(*a, **k))
+    reused = am.compare_over_seeds(tiny, [0, 1], ["relu", "proxygrad:0.3"], [0, 1], steps=2, size=32, known=runs)
+    assert calls == [1, 1]  # seed 0 of both specs came from the compare run
+    assert all(torch.equal(reused[s], fresh[s]) for s in fresh)
+    for wrong in (dict(steps=3, size=32), dict(steps=2, size=40)):
+        with pytest.raises(ValueError, match="same settings"):
+            am.compare_over_seeds(tiny, [0, 1], ["relu"], [0], known=runs, **wrong)
+    with pytest.raises(ValueError, match="same settings"):
+        am.compare_over_seeds(tiny, [1, 0], ["relu"], [0], steps=2, size=32, known=runs)
+
+
 def test_ranking_orders_by_mean_and_reads_gaps_against_two_standard_errors():
     scores = {"a": torch.tensor([1.0, 2.0, 3.0]), "b": torch.tensor([5.0, 6.0, 7.0]), "c": torch.tensor([4.8, 6.1, 6.8])}
     lines = am.ranking(scores).splitlines()
