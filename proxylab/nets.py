@@ -23,10 +23,11 @@ ARCHS = ("resnet18", "pfnet18")
 
 def resnet18(num_classes: int, spec: "str | ActivationSpec" = "relu") -> nn.Module:
     """torchvision's ResNet18 (its Kaiming-normal init) with rectifiers set by ``spec``."""
-    return _with(torchvision.models.resnet18(num_classes=num_classes), spec)
+    return with_spec(torchvision.models.resnet18(num_classes=num_classes), spec)
 
 
-def _with(model: nn.Module, spec: "str | ActivationSpec") -> nn.Module:
+def with_spec(model: nn.Module, spec: "str | ActivationSpec") -> nn.Module:
+    """``model`` (built with ReLUs) with its rectifiers set by ``spec``, in place."""
     spec = parse_activation(spec)
     if spec.kind != "relu":
         swap_activations(model, spec)
@@ -155,7 +156,7 @@ class PFNet18(nn.Module):
 
 def pfnet18(num_classes: int, spec: "str | ActivationSpec" = "relu") -> nn.Module:
     """PFNet18 with rectifiers set by ``spec``."""
-    return _with(PFNet18(num_classes), spec)
+    return with_spec(PFNet18(num_classes), spec)
 
 
 def build(arch: str, num_classes: int, spec: "str | ActivationSpec" = "relu") -> nn.Module:

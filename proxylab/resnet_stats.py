@@ -3,19 +3,31 @@ the std of BatchNorm inputs (Figure 4) and the gradient magnitude after the firs
 convolution (Table 5), for Leaky ReLU networks and ProxyGrad."""
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .nets import resnet18
+from .nets import resnet18, with_spec
 from .proxygrad import ActivationSpec
+
+
+_LAST: dict = {}  # the last network built, by (num_classes, seed): its copies serve the other specs of that seed
 
 
 def random_resnet18(spec: "str | ActivationSpec", num_classes: int, seed: int, batchnorm: bool = True) -> nn.Module:
     """torchvision's ResNet18 with its Kaiming init (seeded), rectifiers set by ``spec``;
-    ``batchnorm=False`` replaces every BatchNorm by the identity."""
-    torch.manual_seed(seed)
-    model = resnet18(num_classes, spec)
+    ``batchnorm=False`` replaces every BatchNorm by the identity.
+
+    The weights depend on the seed only (the rectifiers have none), so the last seed's ReLU network is
+    kept and copied for the next spec of the same seed (the init is a third of a 32-px study's time);
+    the global RNG is left as building it leaves it either way."""
+    if _LAST.get("key") != (num_classes, seed):
+        torch.manual_seed(seed)
+        _LAST.update(key=(num_classes, seed), model=resnet18(num_classes), rng=torch.get_rng_state())
+    torch.set_rng_state(_LAST["rng"])
+    model = with_spec(copy.deepcopy(_LAST["model"]), spec)
     if not batchnorm:
         for parent in list(model.modules()):
             for name, child in list(parent.named_children()):
@@ -103,23 +115,16 @@ def slope_study(fn, kinds: dict[str, str], slopes, batches: dict, desc: str = ""
         label -> tensor of shape (slopes, seeds, ...).
     """
     seeds = list(batches)
-    out = {}
-    done: dict[tuple[str, object], torch.Tensor] = {}  # every kind's slope 0 is the same ReLU network: run once
-    total = len(kinds) * len(slopes) * len(seeds)
-    with tqdm(total=total, desc=desc, leave=False) as bar:
-        for label, kind in kinds.items():
-            rows = []
-            for s in slopes:
-                spec = ActivationSpec.at_slope(kind.partition(":")[0], s)
-                row = []
-                for seed in seeds:
-                    if (spec, seed) not in done:
-                        done[spec, seed] = torch.as_tensor(fn(spec, *batches[seed], seed=seed, **kwargs))
-                    row.append(done[spec, seed])
-                    bar.update()
-                rows.append(torch.stack(row))
-            out[label] = torch.stack(rows)
-    return out
+    at = {(kind, s): ActivationSpec.at_slope(kind.partition(":")[0], s) for kind in kinds.values() for s in slopes}
+    specs = list(dict.fromkeys(at.values()))  # every kind's slope 0 is the same ReLU network: run once
+    done: dict[tuple[ActivationSpec, object], torch.Tensor] = {}
+    with tqdm(total=len(specs) * len(seeds), desc=desc, leave=False) as bar:
+        for seed in seeds:  # seed by seed: one network's init serves all its specs (random_resnet18)
+            for spec in specs:
+                done[spec, seed] = torch.as_tensor(fn(spec, *batches[seed], seed=seed, **kwargs))
+                bar.update()
+    return {label: torch.stack([torch.stack([done[at[kind, s], seed] for seed in seeds]) for s in slopes])
+            for label, kind in kinds.items()}
 
 
 def table5(results: dict[bool, dict[str, torch.Tensor]], slopes, columns=(0.01, 0.1, 0.2)) -> str:

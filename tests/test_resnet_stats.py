@@ -47,6 +47,31 @@ def test_batchnorm_can_be_removed():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
 
 
+def test_a_seeds_networks_are_copies_of_one_init_equal_to_a_fresh_build(monkeypatch):
+    """random_resnet18 keeps the last seed's network: a copy of it equals a network built afresh from
+    the seed, whatever spec came before, leaves the global RNG where a fresh build does, and is its own
+    (training one does not change the next)."""
+    def fresh(spec, seed):
+        monkeypatch.setattr(resnet_stats, "_LAST", {})
+        model = resnet_stats.random_resnet18(spec, 10, seed=seed)
+        return [p.detach().clone() for p in model.state_dict().values()], torch.rand(3)
+
+    want, want_rng = fresh("leaky:0.1", 3)
+    resnet_stats.random_resnet18("relu", 10, seed=3)  # fills the cache for seed 3
+    torch.manual_seed(99)
+    first = resnet_stats.random_resnet18("leaky:0.1", 10, seed=3)
+    assert torch.equal(torch.rand(3), want_rng)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), want, strict=True))
+    assert isinstance(first.relu, torch.nn.LeakyReLU) and first.relu.negative_slope == 0.1
+    with torch.no_grad():
+        next(first.parameters()).add_(1.0)
+    again = resnet_stats.random_resnet18("relu", 10, seed=3)
+    assert torch.equal(next(again.parameters()), want[0])
+    other, _ = fresh("relu", 4)
+    assert not torch.equal(next(resnet_stats.random_resnet18("relu", 10, seed=4).parameters()), want[0])
+    assert torch.equal(next(resnet_stats.random_resnet18("relu", 10, seed=4).parameters()), other[0])
+
+
 def test_per_channel_std_is_what_batchnorm_divides_by(batches):
     images, labels = batches[0]
     stats = resnet_stats.bn_input_stats("leaky:0.5", images, labels, seed=3)
