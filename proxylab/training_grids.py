@@ -16,9 +16,9 @@ import json
 import statistics
 from pathlib import Path
 
-import torch
 
 from .proxygrad import parse_activation
+from .report import paired
 from .train import TrainConfig, train
 
 # Paper, Table 4: mean test accuracy (%) ± std over 5 seeds.
@@ -184,16 +184,18 @@ def table4_merge_for(name: str):
 
 def _paired_vs_relu(finished) -> dict:
     """Per (dataset/arch/activation): the test accuracy minus ReLU's of the same seed (same data
-    order and initial weights), mean ± standard error over seeds, and how many seeds are ahead."""
+    order and initial weights), mean ± standard error over seeds, and how many seeds are ahead
+    (:func:`proxylab.report.paired`, rounded for the JSON)."""
     acc = {(p["dataset"], p["arch"], p["activation"], p["seed"]): r["test_accuracy"] for p, r in finished}
-    diffs: dict = {}
+    pairs: dict = {}
     for (d, arch, act, seed), value in acc.items():
         relu = acc.get((d, arch, "relu", seed))
         if act != "relu" and relu is not None:
-            diffs.setdefault(f"{d}/{arch}/{act}", []).append(value - relu)
+            values, base = pairs.setdefault(f"{d}/{arch}/{act}", ([], []))
+            values.append(value), base.append(relu)
     out = {}
-    for key, values in sorted(diffs.items()):
-        t = torch.tensor(values, dtype=torch.float64)
-        se = round((t.std() / len(values) ** 0.5).item(), 3) if len(values) > 1 else None
-        out[key] = {"mean": round(t.mean().item(), 3), "se": se, "ahead": int((t > 0).sum()), "seeds": len(values)}
+    for key, (values, base) in sorted(pairs.items()):
+        p = paired(values, base)
+        out[key] = {"mean": round(p["mean"], 3), "se": None if p["se"] is None else round(p["se"], 3),
+                    "ahead": p["ahead"], "seeds": p["n"]}
     return out
