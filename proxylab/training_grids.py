@@ -16,7 +16,6 @@ import json
 import statistics
 from pathlib import Path
 
-
 from .proxygrad import parse_activation
 from .report import paired
 from .train import TrainConfig, train
