@@ -19,7 +19,7 @@ import torch
 from timm.optim import Lamb
 
 import proxylab
-from proxylab import nets
+from proxylab import architectures
 
 ACTIVATIONS = {"ReLU": "relu", "Leaky ReLU 0.1": "leaky:0.1", "ProxyGrad 0.1": "proxygrad:0.1"}
 
@@ -36,10 +36,10 @@ def main() -> None:
     x = torch.randn(args.batch, 3, args.size, args.size, generator=g).to(device)
     y = torch.randint(0, 100, (args.batch,), generator=g).to(device)
     runs = {}
-    for arch in nets.ARCHS:
+    for arch in architectures.ARCHS:
         for label, spec in ACTIVATIONS.items():
             torch.manual_seed(0)
-            model = nets.build(arch, 100, spec).to(device).train()
+            model = architectures.build(arch, 100, spec).to(device).train()
             runs[(arch, label)] = (model, Lamb(model.parameters(), lr=0.003, weight_decay=0.01))
 
     def step(model, opt):
@@ -60,7 +60,7 @@ def main() -> None:
     print(f"training step, batch {args.batch}, {args.size}px, {device}, {torch.get_num_threads()} threads, "
           f"median of {args.rounds} interleaved rounds")
     print(f"{'net':<10}{'activation':<16}{'images/s':>10}{'ratio to ReLU':>15}")
-    for arch in nets.ARCHS:
+    for arch in architectures.ARCHS:
         base = args.batch / statistics.median(times[(arch, "ReLU")])
         for label in ACTIVATIONS:
             ips = args.batch / statistics.median(times[(arch, label)])

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .nets import resnet18, with_spec
+from .architectures import resnet18, with_spec
 from .proxygrad import ActivationSpec
 
 

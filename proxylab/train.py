@@ -41,7 +41,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import data, nets
+from . import architectures, data
 from .config import device as default_device
 from .files import save_atomic, write_json_atomic, write_text_atomic
 from .models import Normalized
@@ -74,8 +74,8 @@ class TrainConfig:
         files hold it) into ``self.spec``, the value the run passes inward."""
         self.spec = parse_activation(self.activation)
         self.activation = str(self.spec)
-        if self.arch not in nets.ARCHS:
-            raise ValueError(f"unknown architecture {self.arch!r}; choose one of {', '.join(nets.ARCHS)}")
+        if self.arch not in architectures.ARCHS:
+            raise ValueError(f"unknown architecture {self.arch!r}; choose one of {', '.join(architectures.ARCHS)}")
         if self.dataset not in data.DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(data.DATASETS)}")
         for name in ("epochs", "batch_size"):
@@ -250,7 +250,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, downloa
         raise ValueError(f"the training set has {len(train_set)} images, fewer than one batch of "
                          f"{cfg.batch_size}: raise --subset or lower --batch-size")
     torch.manual_seed(cfg.seed)
-    model = nets.build(cfg.arch, num_classes, cfg.spec)
+    model = architectures.build(cfg.arch, num_classes, cfg.spec)
     if world > 1 and cfg.sync_bn and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
@@ -342,7 +342,7 @@ def load_trained(out, device=None) -> tuple[nn.Module, dict]:
     """The network of a run folder (its ``checkpoint.pt``) in eval mode, and the run's config."""
     ckpt = _load_checkpoint(Path(out) / "checkpoint.pt", device or "cpu")
     cfg = ckpt["config"]
-    model = nets.build(cfg["arch"], data.DATASETS[cfg["dataset"]], parse_activation(cfg["activation"]))
+    model = architectures.build(cfg["arch"], data.DATASETS[cfg["dataset"]], parse_activation(cfg["activation"]))
     model.load_state_dict(ckpt["model"])
     return model.eval(), cfg
 

@@ -10,7 +10,7 @@ LAYERS = [
     ("settings and helpers", {"config", "files", "gaussian"}),
     ("operator and spec", {"rules", "proxygrad", "ascent"}),
     ("model surgery", {"function_calls", "swap"}),
-    ("models, AM and training", {"models", "nets", "data", "regularizers", "toys", "am", "certify",
+    ("models, AM and training", {"models", "architectures", "data", "regularizers", "toys", "am", "certify",
                                  "resnet_stats", "train", "plotting", "with_lucent"}),
     ("grids and shipped results", {"results", "report", "runner", "training_grids", "stats_grids", "am_grids",
                                    "result_figures", "experiments"}),

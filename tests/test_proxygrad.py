@@ -272,7 +272,7 @@ class Half(nn.Module):
 def test_a_module_shared_by_two_parents_is_reported_once_per_call():
     """One ReLU in two parents, called once by each: two calls per forward, under its first name
     (not four, as two hooks on one module would report); the same for a shared functional block."""
-    from proxylab import am, nets
+    from proxylab import am, architectures
     from proxylab.swap import rectifier_calls
 
     torch.manual_seed(0)
@@ -286,7 +286,7 @@ def test_a_module_shared_by_two_parents_is_reported_once_per_call():
         model(x)
     assert keys == ["0.act#0", "0.f/relu#0", "0.act#1", "0.f/relu#1",
                     "0.act#2", "0.f/relu#2", "0.act#3", "0.f/relu#3"]
-    assert list(nets.sparsity(model, x)) == ["0.act#0", "0.f/relu#0", "0.act#1", "0.f/relu#1"]
+    assert list(architectures.sparsity(model, x)) == ["0.act#0", "0.f/relu#0", "0.act#1", "0.f/relu#1"]
     d = am.slope_diagnostic(model, am.initial_images(2, 8, seed=0), [0, 1], [0.1])
     assert d.layer_names == ["0.act#0", "0.f/relu#0", "0.act#1", "0.f/relu#1"]
 

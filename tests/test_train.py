@@ -674,10 +674,10 @@ def test_trained_lr_follows_the_schedule(tmp_path):
 
 
 def test_optimizer_settings():
-    from proxylab import nets
+    from proxylab import architectures
     from proxylab.train import make_optimizer
 
-    model = nets.build("resnet18", 10, "relu")
+    model = architectures.build("resnet18", 10, "relu")
     opt = make_optimizer(model, TrainConfig().validate())
     assert opt.defaults["max_grad_norm"] is None and opt.defaults["lr"] == 0.003
     decay_of = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
@@ -729,11 +729,11 @@ def test_every_process_gets_the_same_number_of_full_batches(n, batch, world):
 
 
 def test_evaluation_runs_in_eval_mode(tmp_path):
-    from proxylab import nets
+    from proxylab import architectures
     from proxylab.train import evaluate
 
     _, test_set, _ = data.load("fashion-mnist", 32, subset=64)
-    model = nets.build("resnet18", 10, "relu")
+    model = architectures.build("resnet18", 10, "relu")
     before = model.bn1.running_mean.clone()
     model.train()
     loss, acc = evaluate(model, test_set, torch.device("cpu"), 0, 1)

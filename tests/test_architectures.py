@@ -4,12 +4,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from proxylab import nets
+from proxylab import architectures
 from proxylab.proxygrad import ProxyGradReLU
 
 
 def test_edge_kernels_are_16_zero_mean_unit_l1_and_distinct():
-    k = nets.edge_kernels()
+    k = architectures.edge_kernels()
     assert k.shape == (16, 3, 3)
     assert torch.allclose(k.sum(dim=(1, 2)), torch.zeros(16), atol=1e-6)
     assert torch.allclose(k.abs().sum(dim=(1, 2)), torch.ones(16), atol=1e-6)
@@ -18,11 +18,11 @@ def test_edge_kernels_are_16_zero_mean_unit_l1_and_distinct():
     assert torch.linalg.matrix_rank(flat[0::2]) >= 5  # orientations differ
 
 
-@pytest.mark.parametrize("arch", nets.ARCHS)
+@pytest.mark.parametrize("arch", architectures.ARCHS)
 @pytest.mark.parametrize("spec, module", [("relu", nn.ReLU), ("leaky:0.1", nn.LeakyReLU), ("proxygrad:0.1", ProxyGradReLU)])
 def test_build_with_activation(arch, spec, module):
     torch.manual_seed(0)
-    model = nets.build(arch, 7, spec)
+    model = architectures.build(arch, 7, spec)
     rect = [m for m in model.modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU, ProxyGradReLU))]
     assert rect and all(isinstance(m, module) for m in rect)
     out = model(torch.randn(2, 3, 32, 32))
@@ -36,10 +36,10 @@ def test_pfnet18_spatial_filters_are_the_edge_bank_and_stay_fixed_in_training():
     from proxylab.train import TrainConfig, make_optimizer
 
     torch.manual_seed(0)
-    model = nets.pfnet18(10)
-    bank = nets.edge_kernels()
-    pre = [m for m in model.modules() if isinstance(m, nets.PredefinedConv)]
-    smooth = [m for m in model.modules() if isinstance(m, nets.SmoothDownsample)]
+    model = architectures.pfnet18(10)
+    bank = architectures.edge_kernels()
+    pre = [m for m in model.modules() if isinstance(m, architectures.PredefinedConv)]
+    smooth = [m for m in model.modules() if isinstance(m, architectures.SmoothDownsample)]
     assert len(pre) == 1 + 16 and len(smooth) == 3  # stem + two PF modules per block, 8 blocks; 3 strided skips
 
     def reference(m, x):  # the depthwise convolution written out channel by channel
@@ -67,21 +67,21 @@ def test_pfnet18_spatial_filters_are_the_edge_bank_and_stay_fixed_in_training():
     assert {"stem.conv1x1.weight", "layers.3.1.pfm2.conv1x1.weight", "layers.1.0.downsample.conv.weight",
             "stem.bn1.weight", "fc.weight"} <= changed
     assert all(torch.equal(m(probes[m]), fixed_out[m]) for m in pre)
-    assert all(torch.equal(m.smooth, nets.smoothing_kernel().expand_as(m.smooth)) for m in smooth)
+    assert all(torch.equal(m.smooth, architectures.smoothing_kernel().expand_as(m.smooth)) for m in smooth)
 
 
 def test_pfnet18_proxygrad_keeps_the_forward():
     torch.manual_seed(0)
-    a = nets.pfnet18(5).eval()
+    a = architectures.pfnet18(5).eval()
     torch.manual_seed(0)
-    b = nets.pfnet18(5, "proxygrad:0.2").eval()
+    b = architectures.pfnet18(5, "proxygrad:0.2").eval()
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(a(x), b(x))
 
 
 def test_unknown_arch():
     with pytest.raises(ValueError, match="unknown architecture"):
-        nets.build("vgg", 10)
+        architectures.build("vgg", 10)
 
 
 def test_sparsity_relu_and_proxygrad_sparse_leaky_dense():
@@ -89,7 +89,7 @@ def test_sparsity_relu_and_proxygrad_sparse_leaky_dense():
     means = {}
     for spec in ("relu", "proxygrad:0.3", "leaky:0.1"):
         torch.manual_seed(0)
-        fractions = nets.sparsity(nets.build("pfnet18", 5, spec).eval(), x)
+        fractions = architectures.sparsity(architectures.build("pfnet18", 5, spec).eval(), x)
         assert len(fractions) == 2 + 8 * 4  # stem PF module + stem; per block 2 PF modules + 2 block rectifiers
         means[spec] = sum(fractions.values()) / len(fractions)
     assert means["relu"] > 0.3 and means["proxygrad:0.3"] == means["relu"]  # same forward
@@ -101,7 +101,7 @@ def test_pfnet18_widths_and_parameter_count():
     counted by hand from the design (PF module c_in -> c_out with width w: BN 2*c_in*w, 1x1 conv
     c_in*w*c_out, BN 2*c_out; a strided skip: 1x1 conv c_in*c_out + BN 2*c_out):
     stem 3,296 + stages 17,408 + 67,712 + 266,496 + 1,057,280 + classifier 5,130 = 1,417,322."""
-    model = nets.pfnet18(10)
+    model = architectures.pfnet18(10)
     shapes = []
     hooks = [stage.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape[1:]))) for stage in model.layers]
     model(torch.zeros(1, 3, 64, 64))
