@@ -54,7 +54,7 @@ def jupyterlab(tmp_path_factory):
     (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     port = free_port()
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"), JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"),
-               JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"))
+               JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"))
     log = open(tmp_path / "jupyterlab.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.token=",
@@ -94,26 +94,37 @@ def test_notebook_04_slider_redraws_the_figure(jupyterlab, browser, tmp_path):
 
 def run_all(page, url, notebook, ready_selector, timeout_ms=180_000):
     """Open ``notebook``, run all cells, wait for ``ready_selector``; on failure say what the
-    notebook printed to stderr and which cells ran."""
-    page.goto(f"{url}/lab/tree/{notebook}", wait_until="domcontentloaded")
+    notebook printed to stderr and which cells ran.
+
+    A Run All issued while the kernel is still connecting can run nothing, or stop after the first
+    cell: whenever the kernel is idle with code cells still unrun ("[ ]:"), Run All is issued again."""
+    # ?reset: a workspace with this notebook only (no tab of another test's notebook, whose cells would match too)
+    page.goto(f"{url}/lab/tree/{notebook}?reset", wait_until="domcontentloaded")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000, state="attached")
-    prompts = page.locator(".jp-InputPrompt")
-    for attempt in range(1, 6):  # a Run All issued while the kernel is still connecting runs nothing
-        page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-        page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
-        deadline = time.time() + 10
-        while time.time() < deadline and not any(p.strip() not in ("", "[ ]:") for p in prompts.all_inner_texts()):
-            time.sleep(0.25)
-        if any(p.strip() not in ("", "[ ]:") for p in prompts.all_inner_texts()):
-            break  # a cell is queued or ran: the kernel took the Run All
-    try:
-        page.locator(ready_selector).first.wait_for(timeout=timeout_ms)
-    except Exception:
-        ran = prompts.all_inner_texts()
-        errors = page.locator("[data-mime-type='application/vnd.jupyter.stderr']")
-        text = [errors.nth(k).inner_text()[:1500] for k in range(errors.count())]
-        raise AssertionError(f"{notebook}: {ready_selector!r} never appeared; prompts {ran}; stderr {text}")
+    prompts, ready = page.locator(".jp-InputPrompt"), page.locator(ready_selector).first
+    idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+    dialogs, issued, deadline = [], [], time.time() + timeout_ms / 1000
+    while not ready.is_visible():
+        texts = [p.strip() for p in prompts.all_inner_texts()]
+        if "[ ]:" in texts and "[*]:" not in texts and idle.count() and (not issued or time.time() - issued[-1] > 10):
+            dialog = page.locator(".jp-Dialog")
+            if dialog.count():  # e.g. the kernel picker while the session starts: take its default
+                dialogs.append(dialog.first.inner_text()[:300])
+                dialog.first.locator(".jp-Dialog-button.jp-mod-accept").first.click(timeout=5_000)
+            try:
+                page.click(".lm-MenuBar-itemLabel:text-is('Run')", timeout=5_000)
+                page.click(".lm-Menu-itemLabel:text-is('Run All Cells')", timeout=5_000)
+            except Exception:  # a dialog opened meanwhile: close the menu if one is open; the next round answers it
+                if not page.locator(".jp-Dialog").count():
+                    page.keyboard.press("Escape")
+            issued.append(time.time())
+        if time.time() > deadline:
+            errors = page.locator("[data-mime-type='application/vnd.jupyter.stderr']")
+            text = [errors.nth(k).inner_text()[:1500] for k in range(errors.count())]
+            raise AssertionError(f"{notebook}: {ready_selector!r} never appeared after {len(issued)} Run All; "
+                                 f"prompts {texts}; stderr {text}; dialogs {dialogs}")
+        time.sleep(0.5)
 
 
 def run_notebook_and_move_slider(page, url, tmp_path):
