@@ -437,24 +437,6 @@ def compare_over_seeds(model: nn.Module, targets: Sequence[int], specs: Sequence
     return {spec: torch.stack([final(spec, seed) for seed in seeds]) for spec in specs}
 
 
-def ranking(scores: dict[str, torch.Tensor]) -> str:
-    """A markdown ranking of specs by mean score over seeds, with the spread, saying for each
-    neighbour in the ranking whether the gap exceeds twice the standard error of the difference
-    (and so may be read as a difference at all)."""
-    n = len(next(iter(scores.values())))
-    order = sorted(scores, key=lambda s: -scores[s].mean().item())
-    lines = [f"| rank | spec | mean over {n} seeds | std | gap to the next |", "|---|---|---|---|---|"]
-    for i, spec in enumerate(order):
-        v = scores[spec]
-        gap = ""
-        if i + 1 < len(order) and n > 1:
-            d = v - scores[order[i + 1]]  # paired: the same start images per seed
-            se = d.std() / n ** 0.5
-            gap = f"{d.mean():.2f} ({'beyond' if d.mean() > 2 * se else 'within'} 2 SE = {2 * se:.2f})"
-        lines.append(f"| {i + 1} | `{spec}` | {v.mean():.2f} | {v.std() if n > 1 else float('nan'):.2f} | {gap} |")
-    return "\n".join(lines)
-
-
 def partial_conversions(model: nn.Module, targets: Sequence[int], slopes: Sequence[float],
                         choices: dict, steps: int = 30, **kwargs) -> dict[tuple[float, str], float]:
     """Mean final original score of ProxyGrad AM when only some rectifiers are converted.

@@ -74,6 +74,24 @@ def paired_table(accuracies: dict[str, list[float]]) -> str:
     return "\n".join(rows)
 
 
+def ranking(scores: dict) -> str:
+    """Markdown: specs ranked by their mean score over seeds (spec -> scores in seed order, the same
+    start images per seed), with the std, and for each neighbour in the ranking the paired difference
+    to the next one read by :func:`verdict` (a lead is *ahead* or *within noise*)."""
+    scores = {spec: [float(x) for x in v] for spec, v in scores.items()}
+    n = len(next(iter(scores.values())))
+    order = sorted(scores, key=lambda s: -sum(scores[s]) / n)
+    lines = [f"| rank | spec | mean over {n} seeds | std | lead over the next (paired) |", "|---|---|---|---|---|"]
+    for i, spec in enumerate(order):
+        v = scores[spec]
+        std = math.sqrt(sum((x - sum(v) / n) ** 2 for x in v) / (n - 1)) if n > 1 else float("nan")
+        lead = ""
+        if i + 1 < len(order):
+            lead = _pm(paired(v, scores[order[i + 1]]), 2)
+        lines.append(f"| {i + 1} | `{spec}` | {sum(v) / n:.2f} | {std:.2f} | {lead} |")
+    return "\n".join(lines)
+
+
 def _pm(p: dict, digits: int = 1) -> str:
     se = "–" if p["se"] is None else f"{p['se']:.{digits}f}"
     return f"{p['mean']:+.{digits}f} ± {se}, {p['ahead']}/{p['n']} ahead: {p['verdict']}"

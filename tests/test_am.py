@@ -594,14 +594,3 @@ def test_compare_over_seeds_reuses_a_compare_run_for_seed_0_only(tiny, monkeypat
             am.compare_over_seeds(tiny, [0, 1], ["relu"], [0], known=runs, **wrong)
     with pytest.raises(ValueError, match="same settings"):
         am.compare_over_seeds(tiny, [1, 0], ["relu"], [0], steps=2, size=32, known=runs)
-
-
-def test_ranking_orders_by_mean_and_reads_gaps_against_two_standard_errors():
-    scores = {"a": torch.tensor([1.0, 2.0, 3.0]), "b": torch.tensor([5.0, 6.0, 7.0]), "c": torch.tensor([4.8, 6.1, 6.8])}
-    lines = am.ranking(scores).splitlines()
-    assert lines[0] == "| rank | spec | mean over 3 seeds | std | gap to the next |" and lines[1] == "|---|---|---|---|---|"
-    assert lines[2] == "| 1 | `b` | 6.00 | 1.00 | 0.10 (within 2 SE = 0.20) |"  # b - c: 0.2, -0.1, 0.2
-    assert lines[3] == "| 2 | `c` | 5.90 | 1.01 | 3.90 (beyond 2 SE = 0.20) |"  # c - a: 3.8, 4.1, 3.8
-    assert lines[4] == "| 3 | `a` | 2.00 | 1.00 |  |" and len(lines) == 5
-    one = am.ranking({"x": torch.tensor([2.0]), "y": torch.tensor([3.0])}).splitlines()
-    assert one[2] == "| 1 | `y` | 3.00 | nan |  |" and one[3] == "| 2 | `x` | 2.00 | nan |  |"

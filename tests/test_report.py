@@ -5,6 +5,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+import torch
 
 from proxylab import report
 
@@ -79,3 +80,19 @@ def test_paired_table_reads_each_activation_against_relu_of_the_same_seeds():
                     "| fmnist | pfnet18 | Leaky ReLU 0.01 | -2.00 ± 0.06 | 0/3 | behind |"]
     one_seed = report.paired_table({"d/n/relu": [70.0], "d/n/proxygrad:0.1": [75.0]}).splitlines()[2]
     assert one_seed == "| d | n | ProxyGrad 0.1 | +5.00 ± – | 1/1 | within noise |"
+
+
+def test_ranking_orders_by_mean_and_reads_each_lead_with_the_one_rule():
+    scores = {"a": torch.tensor([1.0, 2.0, 3.0]), "b": torch.tensor([5.0, 6.0, 7.0]), "c": torch.tensor([4.8, 6.1, 6.8])}
+    lines = report.ranking(scores).splitlines()
+    assert lines[0] == "| rank | spec | mean over 3 seeds | std | lead over the next (paired) |"
+    # b - c: 0.2, -0.1, 0.2: mean 0.1, SE 0.1, under t(2) * SE = 0.43: within noise though 2 seeds of 3 lead
+    assert lines[2] == "| 1 | `b` | 6.00 | 1.00 | +0.10 ± 0.10, 2/3 ahead: within noise |"
+    # c - a: 3.8, 4.1, 3.8: mean 3.9, SE 0.1
+    assert lines[3] == "| 2 | `c` | 5.90 | 1.01 | +3.90 ± 0.10, 3/3 ahead: ahead |"
+    assert lines[4] == "| 3 | `a` | 2.00 | 1.00 |  |" and len(lines) == 5
+    # a lead of 2.2 SE, which a 2-SE bar would call a difference, is within noise with 3 seeds (t = 4.3)
+    two_se = report.ranking({"p": torch.tensor([0.2, 1.0, 1.8]), "q": torch.tensor([0.0, 0.0, 0.0])}).splitlines()
+    assert two_se[2].endswith("3/3 ahead: within noise |")
+    one = report.ranking({"x": [2.0], "y": [3.0]}).splitlines()
+    assert one[2] == "| 1 | `y` | 3.00 | nan | +1.00 ± –, 1/1 ahead: within noise |" and one[3] == "| 2 | `x` | 2.00 | nan |  |"
