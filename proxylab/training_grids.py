@@ -83,7 +83,8 @@ def tables(groups: dict[str, dict], paper: bool = False) -> str:
 
 def table4(results: dict[tuple[str, str, str], list[float]], paper: bool = False) -> str:
     """Markdown in Table 4's layout: a row per (dataset, net), a column per activation;
-    mean ± std over seeds (n = number of seeds), the best mean of each row in bold."""
+    mean ± std over seeds (n = number of seeds), the best mean of each row in bold where every cell of
+    the row has several seeds (one run per cell has no spread to tell a best from noise)."""
     if not results:
         return "no finished runs found (each run writes metrics.json when it completes)"
     columns = [c for c in TABLE4_COLUMNS if any(k[2] == c for k in results)]
@@ -93,7 +94,7 @@ def table4(results: dict[tuple[str, str, str], list[float]], paper: bool = False
     lines = [header, "|---|---|" + "---|" * len(columns)]
     for dataset, arch in rows:
         means = {c: statistics.mean(results[(dataset, arch, c)]) for c in columns if (dataset, arch, c) in results}
-        best = max(means.values())
+        best = max(means.values()) if all(len(results[(dataset, arch, c)]) > 1 for c in means) else None
         cells = []
         for c in columns:
             values = results.get((dataset, arch, c))

@@ -615,6 +615,10 @@ def test_table_from_runs_with_paper_numbers(tmp_path):
     assert "**62.5±0.7 (n=2)**" in md and "56.0±1.4 (n=2)" in md
     assert "paper 56.0±0.6" in md and "paper 62.9±0.8" in md
     assert "ProxyGrad 0.2" in md.splitlines()[0]
+    one = training_grids.table4({("fashion-mnist", "resnet18", "relu"): [73.6], ("fashion-mnist", "resnet18", "leaky:0.1"): [75.2]})
+    assert "**" not in one and "75.2 (n=1)" in one  # one run per cell: no best to bold
+    mixed = {**results, ("caltech101", "resnet18", "leaky:0.1"): [64.0]}
+    assert "**" not in training_grids.table4(mixed)
 
 
 def test_table_pools_runs_only_within_one_protocol(tmp_path, capsys):
