@@ -198,6 +198,18 @@ def t5_row(series):
             t5_pct(series, 0.01), p1["ahead"], p1["n"])
 
 
+def quick_t5(kind: str = "Leaky ReLU", bn: str = "with") -> str:
+    """The quick run's trend word for one row of the trend cell (``grows``, ``shrinks``, ``mixed``)."""
+    return re.search(rf"{bn} BN, {kind}\s*: gradient (\w+)", OUT("05", "514df8fd")).group(1)
+
+
+def quick_t5_up_to_table():
+    """Whether the quick run's Table 5 row (with BN, Leaky ReLU) shrinks at every column, up to its last slope."""
+    row = re.search(r"\| with \| Leaky ReLU \|(.*)\|", OUT("05", "7a5d930f")).group(1)
+    means = [float(c.split("±")[0]) for c in row.split("|")]
+    return "shrinks" if all(b < a for a, b in zip(means, means[1:])) else "does not shrink"
+
+
 def t5_without_bn():
     lk, pg, top = "without BN/Leaky ReLU", "without BN/ProxyGrad", t5_top()
     both = {word(t5_p(lk, top)), word(t5_p(pg, top))}
@@ -461,6 +473,13 @@ CLAIMS: dict[tuple[str, str], list[C]] = {
                    f4_paired("whole", 0.1)["n"])),
         C("so both curves are {} at ReLU's values", f4_proxygrad_flat),
     ],
+    ("05", "56a86133"): [  # the quick run's trend, before the full protocol
+        C("the Leaky gradient with BatchNorm is smallest at slope {:g}, not at the largest slope, so its trend "
+          'from 0.1 up reads "{}"',
+          lambda: (out_number("05", "514df8fd", r"with BN, Leaky ReLU: .*?smallest at slope ([\d.]+)"), quick_t5())),
+        C("the full protocol below stops at slope {:g}, where the quick run's gradient still {} too",
+          lambda: (t5_top(), quick_t5_up_to_table())),
+    ],
     ("05", "4a349fd2"): [  # reading Table 5
         C("(all {} repeats)", lambda: t5_p("with BN/Leaky ReLU", t5_top())["n"]),
         C("All three of the paper's findings {}, from the smallest slope on", t5_findings_hold),
@@ -663,6 +682,7 @@ EXEMPT: dict[tuple[str, str], dict[str, str]] = {
     ("05", "db79f1c1"): {"11.3": "section: the paper's Appendix 11.3"},
     ("05", "f7feedf3"): {"0–1": "protocol: Figure 4's slope range"},
     ("05", "d07681d7"): {"0.1, 0.3": GRID},
+    ("05", "56a86133"): {"0.1": GRID},
     ("05", "4a349fd2"): {"0.01": GRID},
     ("06", "5e08d4e8"): {"2–3": "the paper's figure numbers", "-1": "protocol: the image box [-1, 1]"},
     ("06", "6664e80d"): {"0.05": "protocol: Table 3's ProxyGrad slope"},
