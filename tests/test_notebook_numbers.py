@@ -463,7 +463,7 @@ CLAIMS: dict[tuple[str, str], list[C]] = {
         C("which predicts {:+.0f} % at 1 and {:+.0f} % at 0.3, but stays below that one-layer prediction at {} slope",
           lambda: (f4_pred("variance", 1.0), f4_pred("variance", 0.3), f4_below_everywhere())),
         C("({:.0f} % of the predicted growth at 0.1, {:.0f} % at 1)", lambda: (f4_share(0.1), f4_share(1.0))),
-        C("the std {} from {:.2f} to {:.2f}, {:+.0f} %, and hardly at all below 0.3 ({:+.0f} %)",
+        C("the std {} from {:.2f} to {:.2f}, {:+.0f} %, and hardly at all up to 0.3 ({:+.0f} % at 0.3)",
           lambda: (word(f4_paired("whole", 1.0)), f4("whole", 0.0), f4("whole", 1.0), f4_growth("whole", 1.0),
                    f4_growth("whole", 0.3))),
         C("which predicts {:+.0f} % at 1 and {:+.0f} % at 0.3, again from below",
