@@ -366,8 +366,26 @@ def test_slope_verdict_places_the_best_slope_against_the_range():
     assert am.slope_verdict(curve, slopes, (0.05, 0.2), step=1)["where"] == "inside"
     assert am.slope_verdict(curve, slopes, (0.5, 0.5), step=1)["where"] == "far from"
     assert am.slope_verdict(curve, slopes, None, step=1)["where"] == "no suggestion"
-    with pytest.raises(ValueError, match="first slope"):
+    with pytest.raises(ValueError, match=r"^the first slope of a sweep must be 0 \(the ReLU baseline\)$"):
         am.slope_verdict(curve[1:], slopes[1:], None, step=1)
+
+
+@pytest.mark.parametrize("suggested, where", [
+    ((0.1, 0.2), "inside"),  # the best slope on the range's lower bound is inside it
+    ((0.04, 0.06), "next to"),  # the slope below the best (0.05) strictly inside the range
+    ((0.2, 0.3), "next to"),  # the slope above the best (0.2) on the range's lower bound
+    ((0.3, 0.4), "far from"),  # no grid slope inside: not next to, although the range starts near
+])
+def test_where_in_reads_both_bounds_and_both_neighbours(suggested, where):
+    grid = [0.01, 0.05, 0.1, 0.2, 0.5]
+    assert am.where_in(grid, 2, suggested) == where
+
+
+def test_where_in_at_the_ends_of_the_grid():
+    grid = [0.01, 0.05, 0.1, 0.2, 0.5]
+    assert am.where_in(grid, 4, (0.01, 0.05)) == "far from"  # the last slope has one neighbour only
+    assert am.where_in(grid, 4, (0.15, 0.25)) == "next to"
+    assert am.where_in(grid, 0, (0.05, 0.05)) == "next to" and am.where_in(grid, 0, (0.1, 0.5)) == "far from"
 
 
 def test_partial_conversions_change_only_the_chosen_rectifiers(tiny):
@@ -388,12 +406,14 @@ def test_evaluating_restores_each_modules_own_mode():
     assert model.training and not model.body[1].training
 
 
-def test_initial_images_are_gray_plus_seeded_noise_per_image():
+def test_initial_images_are_gray_plus_seeded_noise_per_image(tiny):
     x = am.initial_images(3, 40, seed=7)
     assert x.shape == (3, 3, 40, 40) and x.min() >= -1 and x.max() <= 1
     for i in range(3):  # image i is seeded with seed + i
         assert torch.equal(x[i], am.initial_images(1, 40, seed=7 + i)[0])
     assert x.std().item() == pytest.approx(am.DEFAULT_INIT_STD, rel=0.05) and abs(x.mean().item()) < 0.01
+    r = am.visualize(tiny, [0, 1], steps=1, size=32, seed=7, init_std=0.5, snapshot_steps=(0,), progress=False)
+    assert torch.equal(r.snapshots[0], am.initial_images(2, 32, seed=7, init_std=0.5))  # AM starts there
     wide = am.initial_images(1, 40, seed=7, init_std=0.8, channels=1)
     assert wide.shape == (1, 1, 40, 40) and (wide.abs() == 1).any()  # clipped to the box
     assert torch.equal(wide[0], (torch.randn(1, 40, 40, generator=torch.Generator().manual_seed(7)) * 0.8).clamp(-1, 1))
@@ -416,6 +436,16 @@ def test_image_size_and_steps_must_be_whole_numbers_in_range(tiny):
             am.visualize(tiny, [0], steps=steps, size=32, progress=False)
     with pytest.raises(ValueError, match=r"x0 has size \(32, 40\), expected \(40, 40\)"):
         am.visualize(tiny, [0], steps=1, size=40, x0=torch.zeros(1, 3, 32, 40), progress=False)
+    with pytest.raises(ValueError, match=r"x0 has size \(40, 32\), expected \(40, 40\)"):  # the width too
+        am.visualize(tiny, [0], steps=1, size=40, x0=torch.zeros(1, 3, 40, 32), progress=False)
+
+
+def test_visualize_defaults_ten_steps_at_224_pixels_with_a_progress_bar(tiny, capsys):
+    r = am.visualize(tiny, [0])  # ten relu steps from 224-px seeded noise, a bar on stderr
+    assert r.spec == "relu" and r.steps == 10 and r.scores.shape == (11, 1) and r.images.shape == (1, 3, 224, 224)
+    assert "AM relu" in capsys.readouterr().err
+    am.visualize(tiny, [0], steps=1, size=32, progress=False)
+    assert capsys.readouterr().err == ""
 
 
 def test_the_step_length_is_lr_times_the_root_of_the_pixel_count(tiny):
@@ -569,6 +599,14 @@ def test_slope_sweep_runs_relu_once_and_each_kind_per_slope(tiny, monkeypatch):
     assert list(out) == ["G"] and calls == [("proxygrad:0.2", 0)]
 
 
+def test_slope_sweep_seeds_its_regularizers_with_the_runs_seed_0_by_default_and_shows_no_bars(tiny, capsys):
+    seeds = []
+    out = am.slope_sweep(tiny, [0], [0.0, 0.2], kinds={"P": "proxygrad"}, steps=1, size=32,
+                         regularize=lambda seed: seeds.append(seed) or [])
+    assert out["P"].shape == (2, 2) and seeds == [0, 0]  # visualize's default seed, 0
+    assert capsys.readouterr().err == ""  # no progress bar per run
+
+
 def test_compare_and_compare_over_seeds(tiny):
     out = am.compare(tiny, [0, 1], ["relu", "proxygrad:0.3"], steps=2, size=32)
     assert list(out) == ["relu", "proxygrad:0.3"]
@@ -590,3 +628,16 @@ def test_ranking_orders_by_mean_and_reads_gaps_against_two_standard_errors():
     assert lines[4] == "| 3 | `a` | 2.00 | 1.00 |  |" and len(lines) == 5
     one = am.ranking({"x": torch.tensor([2.0]), "y": torch.tensor([3.0])}).splitlines()
     assert one[2] == "| 1 | `y` | 3.00 | nan |  |" and one[3] == "| 2 | `x` | 2.00 | nan |  |"
+
+
+def test_ranking_a_gap_of_exactly_two_standard_errors_is_within_and_two_seeds_have_a_spread():
+    """'Beyond' means the gap exceeds 2 SE: a gap of exactly 2 SE is within, one of 3 SE beyond;
+    two seeds are enough for a spread and a gap."""
+    scores = {"a": torch.tensor([10.0, 10, 10, 10]), "b": torch.tensor([9.0, 13, 13, 13]),
+              "c": torch.tensor([9.0, 16, 16, 16])}
+    lines = am.ranking(scores).splitlines()
+    assert lines[2] == "| 1 | `c` | 14.25 | 3.50 | 2.25 (beyond 2 SE = 1.50) |"  # c - b: 0, 3, 3, 3 (3 SE)
+    assert lines[3] == "| 2 | `b` | 12.00 | 2.00 | 2.00 (within 2 SE = 2.00) |"  # b - a: -1, 3, 3, 3 (2 SE)
+    two = am.ranking({"x": torch.tensor([1.0, 3.0]), "y": torch.tensor([2.0, 5.0])}).splitlines()
+    assert two[0] == "| rank | spec | mean over 2 seeds | std | gap to the next |"
+    assert two[2] == "| 1 | `y` | 3.50 | 2.12 | 1.50 (beyond 2 SE = 1.00) |" and two[3] == "| 2 | `x` | 2.00 | 1.41 |  |"
