@@ -122,6 +122,9 @@ def test_channel_and_unit_targets(tiny):
     with torch.no_grad():  # the score is that unit's pre-activation in the original network
         conv = tiny.features[:4](r.images)
     assert r.final.shape == (1,) and r.final[0].item() == pytest.approx(conv[0, 1, 4, 4].item(), abs=1e-5)
+    row_col = am.visualize(tiny, am.channel_target("features.3", [1], position=(2, 5)), "relu", steps=1, size=32,
+                           progress=False, x0=r.images)
+    assert row_col.scores[0, 0].item() == pytest.approx(conv[0, 1, 2, 5].item(), abs=1e-5)  # (row 2, column 5)
     channel = am.visualize(tiny, target, "relu", steps=1, size=32, progress=False, x0=r.images.expand(2, -1, -1, -1))
     assert channel.scores[0].tolist() == pytest.approx(conv[0, [2, 5]].mean(dim=(1, 2)).tolist(), abs=1e-5)
 
@@ -406,17 +409,20 @@ def test_evaluating_restores_each_modules_own_mode():
     assert model.training and not model.body[1].training
 
 
-def test_initial_images_are_gray_plus_seeded_noise_per_image(tiny):
+def test_initial_images_are_gray_plus_seeded_noise_per_image():
     x = am.initial_images(3, 40, seed=7)
     assert x.shape == (3, 3, 40, 40) and x.min() >= -1 and x.max() <= 1
     for i in range(3):  # image i is seeded with seed + i
         assert torch.equal(x[i], am.initial_images(1, 40, seed=7 + i)[0])
     assert x.std().item() == pytest.approx(am.DEFAULT_INIT_STD, rel=0.05) and abs(x.mean().item()) < 0.01
-    r = am.visualize(tiny, [0, 1], steps=1, size=32, seed=7, init_std=0.5, snapshot_steps=(0,), progress=False)
-    assert torch.equal(r.snapshots[0], am.initial_images(2, 32, seed=7, init_std=0.5))  # AM starts there
     wide = am.initial_images(1, 40, seed=7, init_std=0.8, channels=1)
     assert wide.shape == (1, 1, 40, 40) and (wide.abs() == 1).any()  # clipped to the box
     assert torch.equal(wide[0], (torch.randn(1, 40, 40, generator=torch.Generator().manual_seed(7)) * 0.8).clamp(-1, 1))
+
+
+def test_visualize_starts_from_the_seeded_noise_of_its_init_std(tiny):
+    r = am.visualize(tiny, [0, 1], steps=1, size=32, seed=7, init_std=0.5, snapshot_steps=(0,), progress=False)
+    assert torch.equal(r.snapshots[0], am.initial_images(2, 32, seed=7, init_std=0.5))
 
 
 def test_image_size_and_steps_must_be_whole_numbers_in_range(tiny):

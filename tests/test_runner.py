@@ -224,6 +224,10 @@ def test_a_dirty_checkout_is_named_by_a_hash_of_its_package_diff(tmp_path):
     assert re.fullmatch(f"{head}-dirty-[0-9a-f]{{10}}", one) and one != two
     git("add", "proxylab/a.py")  # a staged change is the same code
     assert _commit_of(repo) == two
+    (repo / ".gitignore").write_text("*.pyc\n")
+    git("add", ".gitignore")
+    (repo / "proxylab" / "a.cpython-311.pyc").write_bytes(b"compiled")  # an ignored file is no code
+    assert _commit_of(repo) == two
     assert _commit_of(plain) is None  # not a git checkout
 
 
@@ -236,6 +240,70 @@ def test_cli_errors_are_one_line(tmp_path, capsys, args, message, monkeypatch):
     rc = cli(args + ["--out", str(tmp_path / "r"), "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_ray_address_is_checked_at_once_in_one_line(monkeypatch):
+    """HOST:PORT is split at its last colon (an IPv6 host has colons too), a missing host is this
+    machine, a refused or silent address fails within seconds (Ray itself would retry for a minute)."""
+    from proxylab.runner import _check_reachable
+
+    with pytest.raises(RunnerError, match=r"^--address must be HOST:PORT or auto, got 'somewhere'$"):
+        _check_reachable("somewhere")
+    tried = []
+    real = socket.create_connection
+
+    def connect(address, timeout=None):
+        tried.append(address)
+        if address[0] == "silent.example":  # an address that never answers: only a timeout ends the wait
+            assert timeout is not None and timeout <= 5, "no time limit: this would wait as long as Ray does"
+            raise TimeoutError("timed out")
+        return real(address, timeout=timeout)
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    help = "; check the address (e.g. --address auto on a node of a running cluster) or use --engine local"
+    with pytest.raises(RunnerError) as err:
+        _check_reachable(":9")  # nothing listens on port 9 of this machine
+    assert str(err.value) == "could not start or reach the Ray cluster at :9 (Connection refused)" + help
+    assert tried[-1] == ("127.0.0.1", 9)
+    with pytest.raises(RunnerError, match=r"^could not start or reach the Ray cluster at silent.example:6379 \(timed out\); check"):
+        _check_reachable("silent.example:6379")
+    with pytest.raises(RunnerError, match="could not start or reach the Ray cluster at ::1:9 "):
+        _check_reachable("::1:9")
+    assert tried[-1] == ("::1", 9)
+
+
+def small_experiment(name="small", n=2):
+    """A grid of ``n`` jobs that each write a file into the folder the runner gives them and return its path."""
+    from proxylab.runner import Experiment
+
+    def run(params, workdir):
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "out.txt").write_text(str(params["x"]))
+        return {"file": str(workdir / "out.txt")}
+
+    return Experiment(name, "test grid", lambda quick: [{"x": i} for i in range(n)], run,
+                      lambda finished, folder, quick, needed: {"files": [r["file"] for _, r in finished]},
+                      lambda quick: {"quick": quick}, lambda quick: 0.0)
+
+
+def test_each_job_runs_in_its_own_folder_and_the_bar_shows_when_asked(tmp_path, capsys):
+    exp = small_experiment()
+    merged = reproduce(exp, tmp_path / "quiet", quick=True, progress=False)
+    folder = Folder(tmp_path / "quiet", exp, True)
+    assert merged["files"] == [str(folder.workdir({"x": i}) / "out.txt") for i in range(2)]
+    assert [Path(f).read_text() for f in merged["files"]] == ["0", "1"]
+    from proxylab.runner import device_name
+
+    record = json.loads(folder.path({"x": 1}).read_text())  # the job file: what it ran, where, on which code
+    assert record == {"experiment": "small", "key": job_key({"x": 1}), "params": {"x": 1}, "result": {"file": merged["files"][1]},
+                      "seconds": record["seconds"], "device": device_name(), "commit": git_commit()}
+    assert folder.path({"x": 1}).name == f"{job_key({'x': 1})}.json" and 0 <= record["seconds"] < 60
+    assert record["seconds"] == round(record["seconds"], 3)
+    assert capsys.readouterr().err == ""  # no progress: not a line
+    reproduce(exp, tmp_path / "loud", quick=True, progress=True)
+    err = capsys.readouterr().err
+    assert "small: 2 jobs, 0 finished, 2 to run on the local engine" in err
+    assert re.search(r"small: 100%.*2/2", err)  # the bar, named after the experiment
 
 
 def test_ray_missing_says_how_to_get_it(tmp_path, monkeypatch):
