@@ -306,6 +306,26 @@ def test_each_job_runs_in_its_own_folder_and_the_bar_shows_when_asked(tmp_path, 
     assert re.search(r"small: 100%.*2/2", err)  # the bar, named after the experiment
 
 
+def test_a_saved_job_file_holds_its_seconds_to_the_millisecond_and_its_commit(tmp_path):
+    folder = Folder(tmp_path, small_experiment(), True)
+    folder.save({"x": 0}, {"v": 1}, 1.23456789, "cpu: test")
+    folder.save({"x": 1}, {"v": 2}, 2.0004, "cpu: test", commit="0123abcdef")  # a worker's commit, not ours
+    first, second = (json.loads(folder.path({"x": i}).read_text()) for i in range(2))
+    assert first == {"experiment": "small", "key": job_key({"x": 0}), "params": {"x": 0}, "result": {"v": 1},
+                     "seconds": 1.235, "device": "cpu: test", "commit": git_commit()}
+    assert second["seconds"] == 2.0 and second["commit"] == "0123abcdef"
+    assert folder.finished({"x": 0}) == first
+
+
+def test_a_lock_files_holder_in_words_whatever_the_file_holds():
+    from proxylab.runner import _holder
+
+    me = {"pid": 12, "host": "node-1", "started": "2026-01-02 03:04:05 UTC"}
+    assert _holder(json.dumps(me).encode()) == "pid 12 on host node-1 (started 2026-01-02 03:04:05 UTC)"
+    for text in (b"", b"\xff not json", b'{"pid": 12}', b"[12]"):  # empty (just created), garbled, partial
+        assert _holder(text) == "another process"
+
+
 def test_ray_missing_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(RunnerError, match=r"pip install 'proxylab\[ray\]'"):
