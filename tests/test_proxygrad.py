@@ -406,7 +406,7 @@ def test_a_spec_at_a_slope_says_its_slope_and_labels_and_reads_back_from_its_tex
         assert parse_activation(text) == spec
     assert parse_activation("proxygrad:0.1:0.2").slope == 0.1 and parse_activation("noisy:0.3").slope == 0.3
     assert parse_activation("leaky:0.2").kind_label == "Leaky ReLU" and parse_activation("relu").slope == 0
-    with pytest.raises(ValueError, match="sweeps the kinds"):
+    with pytest.raises(ValueError, match="^a slope sweeps the kinds leaky and proxygrad, not 'guided'$"):
         ActivationSpec.at_slope("guided", 0.1)
     with pytest.raises(ValueError, match=">= 0"):
         ActivationSpec.at_slope("leaky", -0.1)
