@@ -51,6 +51,67 @@ def test_job_keys_are_stable_distinct_and_independent_of_the_parameters_order():
     assert job_key({**jobs[0], "seed": 99}) != keys[0]
 
 
+SHIPPED_KEYS = [  # (params, the name of its shipped job file under results/): keys must keep naming them
+    ({"dataset": "fashion-mnist", "size": 224, "batch": 64, "spec": "leaky:0.1", "seed": 0},
+     "64-fashion-mnist-0-224-leaky-0.1-bb22516590"),  # figure4
+    ({"model": "efficientnet-lite0", "classes": ["poncho"], "steps": 500, "size": 224, "lr": 0.02, "init_std": 0.1,
+      "seed": 0, "spec": "leaky:1", "regularize": "paper", "save_images": True},
+     "0.1-0.02-efficientnet-lite0-paper-0-224-leaky-1-500-8b0785678b"),  # figure3: no list, no bool in the slug
+    ({"dataset": "fashion-mnist", "size": 14, "epochs": 3, "subset": 20000, "net_seed": 0, "time_limit": 120,
+      "kind": "gap", "widths": [24], "output": 0, "rules": ["relu", "proxygrad:0.01", "proxygrad:0.03", "proxygrad:0.1",
+      "proxygrad:0.3", "proxygrad:1", "leaky:0.1", "guided", "deconvnet", "redirected", "noisy:0.3"], "starts": 10,
+      "steps": 300, "polish": 200, "long": 3},
+     "fashion-mnist-3-gap-3-0-0-200-14-10-300-20000-120-07a727529b"),  # certify
+]
+
+
+@pytest.mark.parametrize("params, name", SHIPPED_KEYS)
+def test_job_keys_name_the_shipped_job_files(params, name):
+    assert job_key(params) == name and job_key(dict(reversed(list(params.items())))) == name
+
+
+def test_a_job_keys_slug_is_at_most_60_safe_characters_without_a_trailing_dash():
+    from proxylab.runner import job_hash
+
+    assert job_key({"a": "x" * 59, "b": "y"}) == "x" * 59 + "-" + job_hash({"a": "x" * 59, "b": "y"})  # cut, no "-"
+    assert job_key({"a": "x" * 58, "b": "y"}).startswith("x" * 58 + "-y-")  # exactly 60: kept whole
+    assert job_key({"name": "a b/c_d", "w": 1.5}) == "a-b-c-d-1.5-" + job_hash({"name": "a b/c_d", "w": 1.5})
+    assert len(job_hash({"w": 1.5})) == 10 and job_hash({"w": 1.5}) != job_hash({"w": 2.5})
+
+
+def test_folder_key_ignores_hidden_files_and_finds_a_job_by_its_hash_alone(tmp_path):
+    """A hidden file (an editor's or macOS's '._' copy) is no job file, even when its name ends with
+    the job's hash; a job file or folder under any slug with the hash is the job's."""
+    from proxylab.runner import job_hash
+
+    exp = small_experiment()
+    jobs = tmp_path / "small" / "jobs"
+    jobs.mkdir(parents=True)
+    (jobs / f"._old-slug-{job_hash({'x': 0})}.json").write_text("{}")
+    (jobs / f"old-slug-{job_hash({'x': 1})}").mkdir()
+    folder = Folder(tmp_path, exp, True)
+    assert folder.key({"x": 0}) == job_key({"x": 0}) and folder.key({"x": 1}) == f"old-slug-{job_hash({'x': 1})}"
+    assert folder.key({"x": 2}) == job_key({"x": 2})  # nothing here: its own key
+    assert Folder(tmp_path / "nothing", exp, True).key({"x": 0}) == job_key({"x": 0})  # no jobs folder yet
+
+
+@pytest.mark.parametrize("text", ['{"params": {"x": 5}, "result": {}, "seconds": 1.0, "device": "cpu"}',  # another job's
+                                  '{"result": {}, "seconds": 1.0, "device": "cpu"}', "null", "[1, 2]",
+                                  '{"params": {"x": 0}, "result": {}, "seconds": null, "device": "cpu"}', b"\xff\xfe"])
+def test_a_job_file_that_is_not_this_jobs_record_is_corrupt(tmp_path, text):
+    exp = small_experiment()
+    folder = Folder(tmp_path, exp, True)
+    assert folder.finished({"x": 0}) is None  # no file: not finished
+    folder.save({"x": 0}, {}, 1.0, "cpu")
+    assert folder.finished({"x": 0})["seconds"] == 1.0
+    path = folder.path({"x": 0})
+    path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
+    with pytest.raises(RunnerError) as err:
+        folder.finished({"x": 0})
+    assert str(err.value) == (f"the job file {path} is corrupt; delete it and rerun to redo that job "
+                              "(the other finished jobs are kept)")
+
+
 def test_job_files_named_in_another_parameter_order_are_found(straight, tmp_path):
     """Files an older runner named with its slug in the parameters' written order (the shipped
     results) are found by their hash: nothing reruns, and a job's own folder is found too."""
@@ -324,6 +385,31 @@ def test_a_lock_files_holder_in_words_whatever_the_file_holds():
     assert _holder(json.dumps(me).encode()) == "pid 12 on host node-1 (started 2026-01-02 03:04:05 UTC)"
     for text in (b"", b"\xff not json", b'{"pid": 12}', b"[12]"):  # empty (just created), garbled, partial
         assert _holder(text) == "another process"
+
+
+def test_check_protocol_records_ours_refuses_another_or_a_corrupt_one_and_an_unwritable_folder(tmp_path):
+    exp = small_experiment()
+    folder = Folder(tmp_path, exp, True)
+    folder.check_protocol()  # a new folder: ours is recorded
+    path = tmp_path / "small" / "protocol.json"
+    assert json.loads(path.read_text()) == {"quick": True}
+    folder.check_protocol()  # the same protocol: accepted
+    path.write_text(json.dumps({"quick": False, "extra": 1}))
+    with pytest.raises(RunnerError) as err:
+        folder.check_protocol()
+    assert str(err.value) == (f"{tmp_path / 'small'} holds results of another protocol (differs in: extra, quick); "
+                              "choose another --out, or delete that folder to start over")
+    path.write_text('{"quick": ')
+    with pytest.raises(RunnerError) as err:
+        folder.check_protocol()
+    assert str(err.value) == (f"{path} is corrupt; restore it from git or delete the folder {tmp_path / 'small'} "
+                              "to start this experiment over")
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(RunnerError, match="is corrupt; restore it"):
+        folder.check_protocol()
+    (tmp_path / "blocked").write_text("a file where the results root should be")
+    with pytest.raises(RunnerError, match=r"^cannot write to .*blocked.small .*; choose a writable --out$"):
+        Folder(tmp_path / "blocked", exp, True).check_protocol()
 
 
 def test_ray_missing_says_how_to_get_it(tmp_path, monkeypatch):
