@@ -51,6 +51,20 @@ def test_job_keys_are_stable_distinct_and_independent_of_the_parameters_order():
     assert job_key({**jobs[0], "seed": 99}) != keys[0]
 
 
+def small_experiment(name="small", n=2):
+    """A grid of ``n`` jobs that each write a file into the folder the runner gives them and return its path."""
+    from proxylab.runner import Experiment
+
+    def run(params, workdir):
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "out.txt").write_text(str(params["x"]))
+        return {"file": str(workdir / "out.txt")}
+
+    return Experiment(name, "test grid", lambda quick: [{"x": i} for i in range(n)], run,
+                      lambda finished, folder, quick, needed: {"files": [r["file"] for _, r in finished]},
+                      lambda quick: {"quick": quick}, lambda quick: 0.0)
+
+
 SHIPPED_KEYS = [  # (params, the name of its shipped job file under results/): keys must keep naming them
     ({"dataset": "fashion-mnist", "size": 224, "batch": 64, "spec": "leaky:0.1", "seed": 0},
      "64-fashion-mnist-0-224-leaky-0.1-bb22516590"),  # figure4
@@ -110,6 +124,71 @@ def test_a_job_file_that_is_not_this_jobs_record_is_corrupt(tmp_path, text):
         folder.finished({"x": 0})
     assert str(err.value) == (f"the job file {path} is corrupt; delete it and rerun to redo that job "
                               "(the other finished jobs are kept)")
+
+
+def test_each_job_runs_in_its_own_folder_and_the_bar_shows_when_asked(tmp_path, capsys):
+    exp = small_experiment()
+    merged = reproduce(exp, tmp_path / "quiet", quick=True, progress=False)
+    folder = Folder(tmp_path / "quiet", exp, True)
+    assert merged["files"] == [str(folder.workdir({"x": i}) / "out.txt") for i in range(2)]
+    assert [Path(f).read_text() for f in merged["files"]] == ["0", "1"]
+    from proxylab.runner import device_name
+
+    record = json.loads(folder.path({"x": 1}).read_text())  # the job file: what it ran, where, on which code
+    assert record == {"experiment": "small", "key": job_key({"x": 1}), "params": {"x": 1}, "result": {"file": merged["files"][1]},
+                      "seconds": record["seconds"], "device": device_name(), "commit": git_commit()}
+    assert folder.path({"x": 1}).name == f"{job_key({'x': 1})}.json" and 0 <= record["seconds"] < 60
+    assert record["seconds"] == round(record["seconds"], 3)
+    assert capsys.readouterr().err == ""  # no progress: not a line
+    reproduce(exp, tmp_path / "loud", quick=True, progress=True)
+    err = capsys.readouterr().err
+    assert "small: 2 jobs, 0 finished, 2 to run on the local engine" in err
+    assert re.search(r"small: 100%.*2/2", err)  # the bar, named after the experiment
+
+
+def test_a_saved_job_file_holds_its_seconds_to_the_millisecond_and_its_commit(tmp_path):
+    folder = Folder(tmp_path, small_experiment(), True)
+    folder.save({"x": 0}, {"v": 1}, 1.23456789, "cpu: test")
+    folder.save({"x": 1}, {"v": 2}, 2.0004, "cpu: test", commit="0123abcdef")  # a worker's commit, not ours
+    first, second = (json.loads(folder.path({"x": i}).read_text()) for i in range(2))
+    assert first == {"experiment": "small", "key": job_key({"x": 0}), "params": {"x": 0}, "result": {"v": 1},
+                     "seconds": 1.235, "device": "cpu: test", "commit": git_commit()}
+    assert second["seconds"] == 2.0 and second["commit"] == "0123abcdef"
+    assert folder.finished({"x": 0}) == first
+
+
+def test_a_lock_files_holder_in_words_whatever_the_file_holds():
+    from proxylab.runner import _holder
+
+    me = {"pid": 12, "host": "node-1", "started": "2026-01-02 03:04:05 UTC"}
+    assert _holder(json.dumps(me).encode()) == "pid 12 on host node-1 (started 2026-01-02 03:04:05 UTC)"
+    for text in (b"", b"\xff not json", b'{"pid": 12}', b"[12]"):  # empty (just created), garbled, partial
+        assert _holder(text) == "another process"
+
+
+def test_check_protocol_records_ours_refuses_another_or_a_corrupt_one_and_an_unwritable_folder(tmp_path):
+    exp = small_experiment()
+    folder = Folder(tmp_path, exp, True)
+    folder.check_protocol()  # a new folder: ours is recorded
+    path = tmp_path / "small" / "protocol.json"
+    assert json.loads(path.read_text()) == {"quick": True}
+    folder.check_protocol()  # the same protocol: accepted
+    path.write_text(json.dumps({"quick": False, "extra": 1}))
+    with pytest.raises(RunnerError) as err:
+        folder.check_protocol()
+    assert str(err.value) == (f"{tmp_path / 'small'} holds results of another protocol (differs in: extra, quick); "
+                              "choose another --out, or delete that folder to start over")
+    path.write_text('{"quick": ')
+    with pytest.raises(RunnerError) as err:
+        folder.check_protocol()
+    assert str(err.value) == (f"{path} is corrupt; restore it from git or delete the folder {tmp_path / 'small'} "
+                              "to start this experiment over")
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(RunnerError, match="is corrupt; restore it"):
+        folder.check_protocol()
+    (tmp_path / "blocked").write_text("a file where the results root should be")
+    with pytest.raises(RunnerError, match=r"^cannot write to .*blocked.small .*; choose a writable --out$"):
+        Folder(tmp_path / "blocked", exp, True).check_protocol()
 
 
 def test_job_files_named_in_another_parameter_order_are_found(straight, tmp_path):
@@ -331,85 +410,6 @@ def test_a_ray_address_is_checked_at_once_in_one_line(monkeypatch):
     with pytest.raises(RunnerError, match="could not start or reach the Ray cluster at ::1:9 "):
         _check_reachable("::1:9")
     assert tried[-1] == ("::1", 9)
-
-
-def small_experiment(name="small", n=2):
-    """A grid of ``n`` jobs that each write a file into the folder the runner gives them and return its path."""
-    from proxylab.runner import Experiment
-
-    def run(params, workdir):
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "out.txt").write_text(str(params["x"]))
-        return {"file": str(workdir / "out.txt")}
-
-    return Experiment(name, "test grid", lambda quick: [{"x": i} for i in range(n)], run,
-                      lambda finished, folder, quick, needed: {"files": [r["file"] for _, r in finished]},
-                      lambda quick: {"quick": quick}, lambda quick: 0.0)
-
-
-def test_each_job_runs_in_its_own_folder_and_the_bar_shows_when_asked(tmp_path, capsys):
-    exp = small_experiment()
-    merged = reproduce(exp, tmp_path / "quiet", quick=True, progress=False)
-    folder = Folder(tmp_path / "quiet", exp, True)
-    assert merged["files"] == [str(folder.workdir({"x": i}) / "out.txt") for i in range(2)]
-    assert [Path(f).read_text() for f in merged["files"]] == ["0", "1"]
-    from proxylab.runner import device_name
-
-    record = json.loads(folder.path({"x": 1}).read_text())  # the job file: what it ran, where, on which code
-    assert record == {"experiment": "small", "key": job_key({"x": 1}), "params": {"x": 1}, "result": {"file": merged["files"][1]},
-                      "seconds": record["seconds"], "device": device_name(), "commit": git_commit()}
-    assert folder.path({"x": 1}).name == f"{job_key({'x': 1})}.json" and 0 <= record["seconds"] < 60
-    assert record["seconds"] == round(record["seconds"], 3)
-    assert capsys.readouterr().err == ""  # no progress: not a line
-    reproduce(exp, tmp_path / "loud", quick=True, progress=True)
-    err = capsys.readouterr().err
-    assert "small: 2 jobs, 0 finished, 2 to run on the local engine" in err
-    assert re.search(r"small: 100%.*2/2", err)  # the bar, named after the experiment
-
-
-def test_a_saved_job_file_holds_its_seconds_to_the_millisecond_and_its_commit(tmp_path):
-    folder = Folder(tmp_path, small_experiment(), True)
-    folder.save({"x": 0}, {"v": 1}, 1.23456789, "cpu: test")
-    folder.save({"x": 1}, {"v": 2}, 2.0004, "cpu: test", commit="0123abcdef")  # a worker's commit, not ours
-    first, second = (json.loads(folder.path({"x": i}).read_text()) for i in range(2))
-    assert first == {"experiment": "small", "key": job_key({"x": 0}), "params": {"x": 0}, "result": {"v": 1},
-                     "seconds": 1.235, "device": "cpu: test", "commit": git_commit()}
-    assert second["seconds"] == 2.0 and second["commit"] == "0123abcdef"
-    assert folder.finished({"x": 0}) == first
-
-
-def test_a_lock_files_holder_in_words_whatever_the_file_holds():
-    from proxylab.runner import _holder
-
-    me = {"pid": 12, "host": "node-1", "started": "2026-01-02 03:04:05 UTC"}
-    assert _holder(json.dumps(me).encode()) == "pid 12 on host node-1 (started 2026-01-02 03:04:05 UTC)"
-    for text in (b"", b"\xff not json", b'{"pid": 12}', b"[12]"):  # empty (just created), garbled, partial
-        assert _holder(text) == "another process"
-
-
-def test_check_protocol_records_ours_refuses_another_or_a_corrupt_one_and_an_unwritable_folder(tmp_path):
-    exp = small_experiment()
-    folder = Folder(tmp_path, exp, True)
-    folder.check_protocol()  # a new folder: ours is recorded
-    path = tmp_path / "small" / "protocol.json"
-    assert json.loads(path.read_text()) == {"quick": True}
-    folder.check_protocol()  # the same protocol: accepted
-    path.write_text(json.dumps({"quick": False, "extra": 1}))
-    with pytest.raises(RunnerError) as err:
-        folder.check_protocol()
-    assert str(err.value) == (f"{tmp_path / 'small'} holds results of another protocol (differs in: extra, quick); "
-                              "choose another --out, or delete that folder to start over")
-    path.write_text('{"quick": ')
-    with pytest.raises(RunnerError) as err:
-        folder.check_protocol()
-    assert str(err.value) == (f"{path} is corrupt; restore it from git or delete the folder {tmp_path / 'small'} "
-                              "to start this experiment over")
-    path.write_bytes(b"\xff\xfe")
-    with pytest.raises(RunnerError, match="is corrupt; restore it"):
-        folder.check_protocol()
-    (tmp_path / "blocked").write_text("a file where the results root should be")
-    with pytest.raises(RunnerError, match=r"^cannot write to .*blocked.small .*; choose a writable --out$"):
-        Folder(tmp_path / "blocked", exp, True).check_protocol()
 
 
 def test_ray_missing_says_how_to_get_it(tmp_path, monkeypatch):
