@@ -447,6 +447,24 @@ def test_a_model_with_one_functional_rectifier_is_converted():
     assert torch.allclose(g, torch.tensor([[0.1, 1.0]]))  # converted: slope 0.1 on the negative input
 
 
+class Branchy(nn.Module):
+    """F.relu behind a data-dependent branch: fx cannot trace it, running it shows its one site."""
+
+    def forward(self, x):
+        return F.relu(x) * 2 if x.sum() > 0 else F.relu(x)
+
+
+def test_swap_counts_an_untraceable_models_functional_sites_by_running_its_example():
+    unknown = swap_activations(Branchy(), "proxygrad:0.1")
+    assert (unknown.modules, unknown.functional) == (0, None)  # converted, but not countable without running
+    model = Branchy()
+    known = swap_activations(model, "proxygrad:0.1", example=torch.ones(1, 2))
+    assert (known.modules, known.functional) == (0, 1)
+    x = torch.tensor([[-1.0, 2.0]], requires_grad=True)
+    (g,) = torch.autograd.grad(model(x).sum(), x)
+    assert torch.allclose(g, torch.tensor([[0.2, 2.0]]))  # slope 0.1 on the negative input, times 2
+
+
 def test_a_spec_at_a_slope_says_its_slope_and_labels_and_reads_back_from_its_text():
     from proxylab import ActivationSpec
 
