@@ -462,6 +462,19 @@ def test_the_step_length_is_lr_times_the_root_of_the_pixel_count(tiny):
     assert sorted(r.snapshots) == [0, 1] and torch.equal(r.snapshots[0], x0) and torch.equal(r.snapshots[1], r.images)
 
 
+@pytest.mark.parametrize("spec", ["noisy:0.5"])
+def test_am_on_a_model_already_swapped_to_a_rule_runs_the_rule_as_its_spec_would(spec):
+    """The AM loop tells every backward rule of the gradient network the step and the image seeds,
+    also rules swapped in for good: "relu" AM on a model swapped to the noisy rule equals that rule's
+    AM on the original (its noise is drawn per image and step; untold, every step drew step 0's)."""
+    original = TinyNet().eval().requires_grad_(False)
+    swapped_for_good = TinyNet().eval().requires_grad_(False)
+    proxylab.swap_activations(swapped_for_good, spec)
+    a = am.visualize(original, [0, 1], spec, steps=20, size=32, seed=3, progress=False)
+    b = am.visualize(swapped_for_good, [0, 1], "relu", steps=20, size=32, seed=3, progress=False)
+    assert torch.equal(a.images, b.images)
+
+
 def test_gradient_network_uses_the_model_or_a_converted_twin(tiny):
     with am.gradient_network(tiny, "relu") as (net, same):
         assert net is tiny and same
