@@ -106,6 +106,11 @@ def test_folder_key_ignores_hidden_files_and_finds_a_job_by_its_hash_alone(tmp_p
     folder = Folder(tmp_path, exp, True)
     assert folder.key({"x": 0}) == job_key({"x": 0}) and folder.key({"x": 1}) == f"old-slug-{job_hash({'x': 1})}"
     assert folder.key({"x": 2}) == job_key({"x": 2})  # nothing here: its own key
+    old_file = jobs / f"written-in-another-order-{job_hash({'x': 3})}.json"  # a finished job, named by an older runner
+    old_file.write_text(json.dumps({"params": {"x": 3}, "result": {}, "seconds": 1.0, "device": "cpu"}))
+    again = Folder(tmp_path, exp, True)
+    assert again.key({"x": 3}) == old_file.stem and again.path({"x": 3}) == old_file
+    assert again.finished({"x": 3})["params"] == {"x": 3}
     assert Folder(tmp_path / "nothing", exp, True).key({"x": 0}) == job_key({"x": 0})  # no jobs folder yet
 
 
