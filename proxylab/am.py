@@ -26,7 +26,6 @@ from torch import nn
 from .ascent import ascend
 from .function_calls import evaluating
 from .proxygrad import ActivationSpec, check_slope, parse_activation
-from .rules import RULES
 from .swap import proxygrad, rectifier_calls, rectifier_sites, set_state, swap_activations, swapped
 
 DEFAULT_LR = 0.02
@@ -222,7 +221,7 @@ def visualize(model: nn.Module, targets: "Target | Sequence[int]", spec: str = "
             lambda img: target(net, img), x, steps, step_length,
             score=None if same_forward else original_score,
             after_step=regularize if regularizers else None,
-            before_step=lambda i: set_state(net, i, image_seeds) if spec.kind in RULES else None,
+            before_step=lambda i: set_state(net, i, image_seeds),  # also rules the model was swapped to for good
             precise=lambda: in_float64(net), snapshot_steps=snapshot_steps, progress=progress, desc=f"AM {spec}")
     return AMResult(x.cpu(), scores.cpu(), list(target.indices), str(spec), steps,
                     {k: v.cpu() for k, v in snaps.items()})

@@ -122,6 +122,9 @@ def test_channel_and_unit_targets(tiny):
     with torch.no_grad():  # the score is that unit's pre-activation in the original network
         conv = tiny.features[:4](r.images)
     assert r.final.shape == (1,) and r.final[0].item() == pytest.approx(conv[0, 1, 4, 4].item(), abs=1e-5)
+    row_col = am.visualize(tiny, am.channel_target("features.3", [1], position=(2, 5)), "relu", steps=1, size=32,
+                           progress=False, x0=r.images)
+    assert row_col.scores[0, 0].item() == pytest.approx(conv[0, 1, 2, 5].item(), abs=1e-5)  # (row 2, column 5)
     channel = am.visualize(tiny, target, "relu", steps=1, size=32, progress=False, x0=r.images.expand(2, -1, -1, -1))
     assert channel.scores[0].tolist() == pytest.approx(conv[0, [2, 5]].mean(dim=(1, 2)).tolist(), abs=1e-5)
 
@@ -366,8 +369,26 @@ def test_slope_verdict_places_the_best_slope_against_the_range():
     assert am.slope_verdict(curve, slopes, (0.05, 0.2), step=1)["where"] == "inside"
     assert am.slope_verdict(curve, slopes, (0.5, 0.5), step=1)["where"] == "far from"
     assert am.slope_verdict(curve, slopes, None, step=1)["where"] == "no suggestion"
-    with pytest.raises(ValueError, match="first slope"):
+    with pytest.raises(ValueError, match=r"^the first slope of a sweep must be 0 \(the ReLU baseline\)$"):
         am.slope_verdict(curve[1:], slopes[1:], None, step=1)
+
+
+@pytest.mark.parametrize("suggested, where", [
+    ((0.1, 0.2), "inside"),  # the best slope on the range's lower bound is inside it
+    ((0.04, 0.06), "next to"),  # the slope below the best (0.05) strictly inside the range
+    ((0.2, 0.3), "next to"),  # the slope above the best (0.2) on the range's lower bound
+    ((0.3, 0.4), "far from"),  # no grid slope inside: not next to, although the range starts near
+])
+def test_where_in_reads_both_bounds_and_both_neighbours(suggested, where):
+    grid = [0.01, 0.05, 0.1, 0.2, 0.5]
+    assert am.where_in(grid, 2, suggested) == where
+
+
+def test_where_in_at_the_ends_of_the_grid():
+    grid = [0.01, 0.05, 0.1, 0.2, 0.5]
+    assert am.where_in(grid, 4, (0.01, 0.05)) == "far from"  # the last slope has one neighbour only
+    assert am.where_in(grid, 4, (0.15, 0.25)) == "next to"
+    assert am.where_in(grid, 0, (0.05, 0.05)) == "next to" and am.where_in(grid, 0, (0.1, 0.5)) == "far from"
 
 
 def test_partial_conversions_change_only_the_chosen_rectifiers(tiny):
@@ -399,6 +420,11 @@ def test_initial_images_are_gray_plus_seeded_noise_per_image():
     assert torch.equal(wide[0], (torch.randn(1, 40, 40, generator=torch.Generator().manual_seed(7)) * 0.8).clamp(-1, 1))
 
 
+def test_visualize_starts_from_the_seeded_noise_of_its_init_std(tiny):
+    r = am.visualize(tiny, [0, 1], steps=1, size=32, seed=7, init_std=0.5, snapshot_steps=(0,), progress=False)
+    assert torch.equal(r.snapshots[0], am.initial_images(2, 32, seed=7, init_std=0.5))
+
+
 def test_image_size_and_steps_must_be_whole_numbers_in_range(tiny):
     r = am.visualize(tiny, [0], steps=1, size=32, progress=False)  # 32 px is the smallest size
     assert r.images.shape == (1, 3, 32, 32) and r.steps == 1 and r.targets == [0] and r.spec == "relu"
@@ -416,6 +442,16 @@ def test_image_size_and_steps_must_be_whole_numbers_in_range(tiny):
             am.visualize(tiny, [0], steps=steps, size=32, progress=False)
     with pytest.raises(ValueError, match=r"x0 has size \(32, 40\), expected \(40, 40\)"):
         am.visualize(tiny, [0], steps=1, size=40, x0=torch.zeros(1, 3, 32, 40), progress=False)
+    with pytest.raises(ValueError, match=r"x0 has size \(40, 32\), expected \(40, 40\)"):  # the width too
+        am.visualize(tiny, [0], steps=1, size=40, x0=torch.zeros(1, 3, 40, 32), progress=False)
+
+
+def test_visualize_defaults_ten_steps_at_224_pixels_with_a_progress_bar(tiny, capsys):
+    r = am.visualize(tiny, [0])  # ten relu steps from 224-px seeded noise, a bar on stderr
+    assert r.spec == "relu" and r.steps == 10 and r.scores.shape == (11, 1) and r.images.shape == (1, 3, 224, 224)
+    assert "AM relu" in capsys.readouterr().err
+    am.visualize(tiny, [0], steps=1, size=32, progress=False)
+    assert capsys.readouterr().err == ""
 
 
 def test_the_step_length_is_lr_times_the_root_of_the_pixel_count(tiny):
@@ -424,6 +460,19 @@ def test_the_step_length_is_lr_times_the_root_of_the_pixel_count(tiny):
     moved = r.images - x0
     assert moved.norm().item() == pytest.approx(0.01 * (3 * 32 * 32) ** 0.5, rel=1e-4)  # nothing clipped
     assert sorted(r.snapshots) == [0, 1] and torch.equal(r.snapshots[0], x0) and torch.equal(r.snapshots[1], r.images)
+
+
+@pytest.mark.parametrize("spec", ["noisy:0.5"])
+def test_am_on_a_model_already_swapped_to_a_rule_runs_the_rule_as_its_spec_would(spec):
+    """The AM loop tells every backward rule of the gradient network the step and the image seeds,
+    also rules swapped in for good: "relu" AM on a model swapped to the noisy rule equals that rule's
+    AM on the original (its noise is drawn per image and step; untold, every step drew step 0's)."""
+    original = TinyNet().eval().requires_grad_(False)
+    swapped_for_good = TinyNet().eval().requires_grad_(False)
+    proxylab.swap_activations(swapped_for_good, spec)
+    a = am.visualize(original, [0, 1], spec, steps=20, size=32, seed=3, progress=False)
+    b = am.visualize(swapped_for_good, [0, 1], "relu", steps=20, size=32, seed=3, progress=False)
+    assert torch.equal(a.images, b.images)
 
 
 def test_gradient_network_uses_the_model_or_a_converted_twin(tiny):
@@ -567,6 +616,14 @@ def test_slope_sweep_runs_relu_once_and_each_kind_per_slope(tiny, monkeypatch):
     calls.clear()
     out = am.slope_sweep(tiny, [0], [0.2], kinds={"G": "proxygrad:{s}"}, steps=1, size=32)
     assert list(out) == ["G"] and calls == [("proxygrad:0.2", 0)]
+
+
+def test_slope_sweep_seeds_its_regularizers_with_the_runs_seed_0_by_default_and_shows_no_bars(tiny, capsys):
+    seeds = []
+    out = am.slope_sweep(tiny, [0], [0.0, 0.2], kinds={"P": "proxygrad"}, steps=1, size=32,
+                         regularize=lambda seed: seeds.append(seed) or [])
+    assert out["P"].shape == (2, 2) and seeds == [0, 0]  # visualize's default seed, 0
+    assert capsys.readouterr().err == ""  # no progress bar per run
 
 
 def test_compare_and_compare_over_seeds(tiny):

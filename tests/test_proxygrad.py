@@ -161,6 +161,58 @@ def test_malformed_specs_say_what_is_accepted(bad, message):
     assert "accepted specs" in str(err.value)
 
 
+NEGATIVE = "must be >= 0 (negative slopes flip the gradient's sign), got {}; slopes above 1 are allowed"
+WRONG_COUNT = "wrong number of ':'-separated values for"
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("proxygrad:", "malformed activation spec 'proxygrad:': backward slope '' is not a number"),
+    ("proxygrad:0.1:x", "malformed activation spec 'proxygrad:0.1:x': forward slope 'x' is not a number"),
+    ("leaky:x", "malformed activation spec 'leaky:x': leaky slope 'x' is not a number"),
+    ("noisy:x", "malformed activation spec 'noisy:x': noise scale 'x' is not a number"),
+    ("leaky:-1", "bad activation spec 'leaky:-1': leaky slope " + NEGATIVE.format(-1.0)),
+    ("noisy:-2", "bad activation spec 'noisy:-2': noise scale " + NEGATIVE.format(-2.0)),
+    ("proxygrad:0.1:inf", "bad activation spec 'proxygrad:0.1:inf': forward slope must be a finite number >= 0, got inf"),
+    ("relu:0.1", f"malformed activation spec 'relu:0.1': {WRONG_COUNT} 'relu'"),
+    ("guided:1", f"malformed activation spec 'guided:1': {WRONG_COUNT} 'guided'"),
+    ("deconvnet:0", f"malformed activation spec 'deconvnet:0': {WRONG_COUNT} 'deconvnet'"),
+    ("noisy", f"malformed activation spec 'noisy': {WRONG_COUNT} 'noisy'"),
+    ("proxygrad:1:2:3", f"malformed activation spec 'proxygrad:1:2:3': {WRONG_COUNT} 'proxygrad'"),
+    ("foo", "unknown activation spec 'foo'"), (0.1, "activation spec must be a string, got 0.1"),
+])
+def test_each_bad_spec_gets_its_whole_message_then_the_accepted_specs(bad, message):
+    from proxylab.proxygrad import SPEC_HELP
+
+    with pytest.raises(ValueError) as err:
+        parse_activation(bad)
+    assert str(err.value) == f"{message}; {SPEC_HELP}"
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0.1", "slope must be a number >= 0, got '0.1'"), (True, "slope must be a number >= 0, got True"),
+    (None, "slope must be a number >= 0, got None"), (math.nan, "slope must be a finite number >= 0, got nan"),
+    (-math.inf, "slope must be a finite number >= 0, got -inf"), (-1, "slope " + NEGATIVE.format(-1.0)),
+])
+def test_check_slope_says_why_a_value_is_refused(value, message):
+    with pytest.raises(ValueError) as err:
+        proxylab.check_slope(value)
+    assert str(err.value) == message
+    with pytest.raises(ValueError, match="^the slope of x must be"):
+        proxylab.check_slope(value, "the slope of x")
+    assert proxylab.check_slope(3) == 3.0 and type(proxylab.check_slope(3)) is float and proxylab.check_slope(0) == 0.0
+
+
+def test_the_backward_rules_parse_by_name_and_a_parsed_spec_is_its_own_parse():
+    from proxylab import ActivationSpec
+
+    for text, kind, b in (("guided", "guided", 0.0), (" Deconvnet", "deconvnet", 0.0), ("redirected", "redirected", 0.0),
+                          ("NOISY:0.5 ", "noisy", 0.5)):
+        spec = parse_activation(text)
+        assert (spec.kind, spec.backward_slope, spec.forward_slope) == (kind, b, 0.0)
+        assert parse_activation(spec) is spec and str(spec) == text.strip().lower()
+    assert parse_activation(ActivationSpec("leaky", 0.1, 0.1)) == parse_activation("leaky:0.1")
+
+
 def test_resnet18_conversion_count_and_identical_forward():
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=10).eval()
@@ -395,6 +447,24 @@ def test_a_model_with_one_functional_rectifier_is_converted():
     assert torch.allclose(g, torch.tensor([[0.1, 1.0]]))  # converted: slope 0.1 on the negative input
 
 
+class Branchy(nn.Module):
+    """F.relu behind a data-dependent branch: fx cannot trace it, running it shows its one site."""
+
+    def forward(self, x):
+        return F.relu(x) * 2 if x.sum() > 0 else F.relu(x)
+
+
+def test_swap_counts_an_untraceable_models_functional_sites_by_running_its_example():
+    unknown = swap_activations(Branchy(), "proxygrad:0.1")
+    assert (unknown.modules, unknown.functional) == (0, None)  # converted, but not countable without running
+    model = Branchy()
+    known = swap_activations(model, "proxygrad:0.1", example=torch.ones(1, 2))
+    assert (known.modules, known.functional) == (0, 1)
+    x = torch.tensor([[-1.0, 2.0]], requires_grad=True)
+    (g,) = torch.autograd.grad(model(x).sum(), x)
+    assert torch.allclose(g, torch.tensor([[0.2, 2.0]]))  # slope 0.1 on the negative input, times 2
+
+
 def test_a_spec_at_a_slope_says_its_slope_and_labels_and_reads_back_from_its_text():
     from proxylab import ActivationSpec
 
@@ -406,7 +476,7 @@ def test_a_spec_at_a_slope_says_its_slope_and_labels_and_reads_back_from_its_tex
         assert parse_activation(text) == spec
     assert parse_activation("proxygrad:0.1:0.2").slope == 0.1 and parse_activation("noisy:0.3").slope == 0.3
     assert parse_activation("leaky:0.2").kind_label == "Leaky ReLU" and parse_activation("relu").slope == 0
-    with pytest.raises(ValueError, match="sweeps the kinds"):
+    with pytest.raises(ValueError, match="^a slope sweeps the kinds leaky and proxygrad, not 'guided'$"):
         ActivationSpec.at_slope("guided", 0.1)
     with pytest.raises(ValueError, match=">= 0"):
         ActivationSpec.at_slope("leaky", -0.1)

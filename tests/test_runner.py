@@ -51,6 +51,151 @@ def test_job_keys_are_stable_distinct_and_independent_of_the_parameters_order():
     assert job_key({**jobs[0], "seed": 99}) != keys[0]
 
 
+def small_experiment(name="small", n=2):
+    """A grid of ``n`` jobs that each write a file into the folder the runner gives them and return its path."""
+    from proxylab.runner import Experiment
+
+    def run(params, workdir):
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "out.txt").write_text(str(params["x"]))
+        return {"file": str(workdir / "out.txt")}
+
+    return Experiment(name, "test grid", lambda quick: [{"x": i} for i in range(n)], run,
+                      lambda finished, folder, quick, needed: {"files": [r["file"] for _, r in finished]},
+                      lambda quick: {"quick": quick}, lambda quick: 0.0)
+
+
+SHIPPED_KEYS = [  # (params, the name of its shipped job file under results/): keys must keep naming them
+    ({"dataset": "fashion-mnist", "size": 224, "batch": 64, "spec": "leaky:0.1", "seed": 0},
+     "64-fashion-mnist-0-224-leaky-0.1-bb22516590"),  # figure4
+    ({"model": "efficientnet-lite0", "classes": ["poncho"], "steps": 500, "size": 224, "lr": 0.02, "init_std": 0.1,
+      "seed": 0, "spec": "leaky:1", "regularize": "paper", "save_images": True},
+     "0.1-0.02-efficientnet-lite0-paper-0-224-leaky-1-500-8b0785678b"),  # figure3: no list, no bool in the slug
+    ({"dataset": "fashion-mnist", "size": 14, "epochs": 3, "subset": 20000, "net_seed": 0, "time_limit": 120,
+      "kind": "gap", "widths": [24], "output": 0, "rules": ["relu", "proxygrad:0.01", "proxygrad:0.03", "proxygrad:0.1",
+      "proxygrad:0.3", "proxygrad:1", "leaky:0.1", "guided", "deconvnet", "redirected", "noisy:0.3"], "starts": 10,
+      "steps": 300, "polish": 200, "long": 3},
+     "fashion-mnist-3-gap-3-0-0-200-14-10-300-20000-120-07a727529b"),  # certify
+]
+
+
+@pytest.mark.parametrize("params, name", SHIPPED_KEYS)
+def test_job_keys_name_the_shipped_job_files(params, name):
+    assert job_key(params) == name and job_key(dict(reversed(list(params.items())))) == name
+
+
+def test_a_job_keys_slug_is_at_most_60_safe_characters_without_a_trailing_dash():
+    from proxylab.runner import job_hash
+
+    assert job_key({"a": "x" * 59, "b": "y"}) == "x" * 59 + "-" + job_hash({"a": "x" * 59, "b": "y"})  # cut, no "-"
+    assert job_key({"a": "x" * 58, "b": "y"}).startswith("x" * 58 + "-y-")  # exactly 60: kept whole
+    assert job_key({"name": "a b/c_d", "w": 1.5}) == "a-b-c-d-1.5-" + job_hash({"name": "a b/c_d", "w": 1.5})
+    assert len(job_hash({"w": 1.5})) == 10 and job_hash({"w": 1.5}) != job_hash({"w": 2.5})
+
+
+def test_folder_key_ignores_hidden_files_and_finds_a_job_by_its_hash_alone(tmp_path):
+    """A hidden file (an editor's or macOS's '._' copy) is no job file, even when its name ends with
+    the job's hash; a job file or folder under any slug with the hash is the job's."""
+    from proxylab.runner import job_hash
+
+    exp = small_experiment()
+    jobs = tmp_path / "small" / "jobs"
+    jobs.mkdir(parents=True)
+    (jobs / f"._old-slug-{job_hash({'x': 0})}.json").write_text("{}")
+    (jobs / f"old-slug-{job_hash({'x': 1})}").mkdir()
+    folder = Folder(tmp_path, exp, True)
+    assert folder.key({"x": 0}) == job_key({"x": 0}) and folder.key({"x": 1}) == f"old-slug-{job_hash({'x': 1})}"
+    assert folder.key({"x": 2}) == job_key({"x": 2})  # nothing here: its own key
+    old_file = jobs / f"written-in-another-order-{job_hash({'x': 3})}.json"  # a finished job, named by an older runner
+    old_file.write_text(json.dumps({"params": {"x": 3}, "result": {}, "seconds": 1.0, "device": "cpu"}))
+    again = Folder(tmp_path, exp, True)
+    assert again.key({"x": 3}) == old_file.stem and again.path({"x": 3}) == old_file
+    assert again.finished({"x": 3})["params"] == {"x": 3}
+    assert Folder(tmp_path / "nothing", exp, True).key({"x": 0}) == job_key({"x": 0})  # no jobs folder yet
+
+
+@pytest.mark.parametrize("text", ['{"params": {"x": 5}, "result": {}, "seconds": 1.0, "device": "cpu"}',  # another job's
+                                  '{"result": {}, "seconds": 1.0, "device": "cpu"}', "null", "[1, 2]",
+                                  '{"params": {"x": 0}, "result": {}, "seconds": null, "device": "cpu"}', b"\xff\xfe"])
+def test_a_job_file_that_is_not_this_jobs_record_is_corrupt(tmp_path, text):
+    exp = small_experiment()
+    folder = Folder(tmp_path, exp, True)
+    assert folder.finished({"x": 0}) is None  # no file: not finished
+    folder.save({"x": 0}, {}, 1.0, "cpu")
+    assert folder.finished({"x": 0})["seconds"] == 1.0
+    path = folder.path({"x": 0})
+    path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
+    with pytest.raises(RunnerError) as err:
+        folder.finished({"x": 0})
+    assert str(err.value) == (f"the job file {path} is corrupt; delete it and rerun to redo that job "
+                              "(the other finished jobs are kept)")
+
+
+def test_each_job_runs_in_its_own_folder_and_the_bar_shows_when_asked(tmp_path, capsys):
+    exp = small_experiment()
+    merged = reproduce(exp, tmp_path / "quiet", quick=True, progress=False)
+    folder = Folder(tmp_path / "quiet", exp, True)
+    assert merged["files"] == [str(folder.workdir({"x": i}) / "out.txt") for i in range(2)]
+    assert [Path(f).read_text() for f in merged["files"]] == ["0", "1"]
+    from proxylab.runner import device_name
+
+    record = json.loads(folder.path({"x": 1}).read_text())  # the job file: what it ran, where, on which code
+    assert record == {"experiment": "small", "key": job_key({"x": 1}), "params": {"x": 1}, "result": {"file": merged["files"][1]},
+                      "seconds": record["seconds"], "device": device_name(), "commit": git_commit()}
+    assert folder.path({"x": 1}).name == f"{job_key({'x': 1})}.json" and 0 <= record["seconds"] < 60
+    assert record["seconds"] == round(record["seconds"], 3)
+    assert capsys.readouterr().err == ""  # no progress: not a line
+    reproduce(exp, tmp_path / "loud", quick=True, progress=True)
+    err = capsys.readouterr().err
+    assert "small: 2 jobs, 0 finished, 2 to run on the local engine" in err
+    assert re.search(r"small: 100%.*2/2", err)  # the bar, named after the experiment
+
+
+def test_a_saved_job_file_holds_its_seconds_to_the_millisecond_and_its_commit(tmp_path):
+    folder = Folder(tmp_path, small_experiment(), True)
+    folder.save({"x": 0}, {"v": 1}, 1.23456789, "cpu: test")
+    folder.save({"x": 1}, {"v": 2}, 2.0004, "cpu: test", commit="0123abcdef")  # a worker's commit, not ours
+    first, second = (json.loads(folder.path({"x": i}).read_text()) for i in range(2))
+    assert first == {"experiment": "small", "key": job_key({"x": 0}), "params": {"x": 0}, "result": {"v": 1},
+                     "seconds": 1.235, "device": "cpu: test", "commit": git_commit()}
+    assert second["seconds"] == 2.0 and second["commit"] == "0123abcdef"
+    assert folder.finished({"x": 0}) == first
+
+
+def test_a_lock_files_holder_in_words_whatever_the_file_holds():
+    from proxylab.runner import _holder
+
+    me = {"pid": 12, "host": "node-1", "started": "2026-01-02 03:04:05 UTC"}
+    assert _holder(json.dumps(me).encode()) == "pid 12 on host node-1 (started 2026-01-02 03:04:05 UTC)"
+    for text in (b"", b"\xff not json", b'{"pid": 12}', b"[12]"):  # empty (just created), garbled, partial
+        assert _holder(text) == "another process"
+
+
+def test_check_protocol_records_ours_refuses_another_or_a_corrupt_one_and_an_unwritable_folder(tmp_path):
+    exp = small_experiment()
+    folder = Folder(tmp_path, exp, True)
+    folder.check_protocol()  # a new folder: ours is recorded
+    path = tmp_path / "small" / "protocol.json"
+    assert json.loads(path.read_text()) == {"quick": True}
+    folder.check_protocol()  # the same protocol: accepted
+    path.write_text(json.dumps({"quick": False, "extra": 1}))
+    with pytest.raises(RunnerError) as err:
+        folder.check_protocol()
+    assert str(err.value) == (f"{tmp_path / 'small'} holds results of another protocol (differs in: extra, quick); "
+                              "choose another --out, or delete that folder to start over")
+    path.write_text('{"quick": ')
+    with pytest.raises(RunnerError) as err:
+        folder.check_protocol()
+    assert str(err.value) == (f"{path} is corrupt; restore it from git or delete the folder {tmp_path / 'small'} "
+                              "to start this experiment over")
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(RunnerError, match="is corrupt; restore it"):
+        folder.check_protocol()
+    (tmp_path / "blocked").write_text("a file where the results root should be")
+    with pytest.raises(RunnerError, match=r"^cannot write to .*blocked.small .*; choose a writable --out$"):
+        Folder(tmp_path / "blocked", exp, True).check_protocol()
+
+
 def test_job_files_named_in_another_parameter_order_are_found(straight, tmp_path):
     """Files an older runner named with its slug in the parameters' written order (the shipped
     results) are found by their hash: nothing reruns, and a job's own folder is found too."""
@@ -224,6 +369,10 @@ def test_a_dirty_checkout_is_named_by_a_hash_of_its_package_diff(tmp_path):
     assert re.fullmatch(f"{head}-dirty-[0-9a-f]{{10}}", one) and one != two
     git("add", "proxylab/a.py")  # a staged change is the same code
     assert _commit_of(repo) == two
+    (repo / ".gitignore").write_text("*.pyc\n")
+    git("add", ".gitignore")
+    (repo / "proxylab" / "a.cpython-311.pyc").write_bytes(b"compiled")  # an ignored file is no code
+    assert _commit_of(repo) == two
     assert _commit_of(plain) is None  # not a git checkout
 
 
@@ -236,6 +385,36 @@ def test_cli_errors_are_one_line(tmp_path, capsys, args, message, monkeypatch):
     rc = cli(args + ["--out", str(tmp_path / "r"), "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_ray_address_is_checked_at_once_in_one_line(monkeypatch):
+    """HOST:PORT is split at its last colon (an IPv6 host has colons too), a missing host is this
+    machine, a refused or silent address fails within seconds (Ray itself would retry for a minute)."""
+    from proxylab.runner import _check_reachable
+
+    with pytest.raises(RunnerError, match=r"^--address must be HOST:PORT or auto, got 'somewhere'$"):
+        _check_reachable("somewhere")
+    tried = []
+    real = socket.create_connection
+
+    def connect(address, timeout=None):
+        tried.append(address)
+        if address[0] == "silent.example":  # an address that never answers: only a timeout ends the wait
+            assert timeout is not None and timeout <= 5, "no time limit: this would wait as long as Ray does"
+            raise TimeoutError("timed out")
+        return real(address, timeout=timeout)
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    help = "; check the address (e.g. --address auto on a node of a running cluster) or use --engine local"
+    with pytest.raises(RunnerError) as err:
+        _check_reachable(":9")  # nothing listens on port 9 of this machine
+    assert str(err.value) == "could not start or reach the Ray cluster at :9 (Connection refused)" + help
+    assert tried[-1] == ("127.0.0.1", 9)
+    with pytest.raises(RunnerError, match=r"^could not start or reach the Ray cluster at silent.example:6379 \(timed out\); check"):
+        _check_reachable("silent.example:6379")
+    with pytest.raises(RunnerError, match="could not start or reach the Ray cluster at ::1:9 "):
+        _check_reachable("::1:9")
+    assert tried[-1] == ("::1", 9)
 
 
 def test_ray_missing_says_how_to_get_it(tmp_path, monkeypatch):
