@@ -74,21 +74,25 @@ def paired_table(accuracies: dict[str, list[float]]) -> str:
     return "\n".join(rows)
 
 
-def ranking(scores: dict) -> str:
+def ranking(scores: dict, baseline: str | None = None) -> str:
     """Markdown: specs ranked by their mean score over seeds (spec -> scores in seed order, the same
     start images per seed), with the std, and for each neighbour in the ranking the paired difference
-    to the next one read by :func:`verdict` (a lead is *ahead* or *within noise*)."""
+    to the next one read by :func:`verdict` (a lead is *ahead* or *within noise*); with ``baseline``
+    (a spec), also every spec's paired difference to it."""
     scores = {spec: [float(x) for x in v] for spec, v in scores.items()}
+    if baseline is not None and baseline not in scores:
+        raise ValueError(f"baseline {baseline!r} is not one of the ranked specs: {', '.join(scores)}")
     n = len(next(iter(scores.values())))
     order = sorted(scores, key=lambda s: -sum(scores[s]) / n)
-    lines = [f"| rank | spec | mean over {n} seeds | std | lead over the next (paired) |", "|---|---|---|---|---|"]
+    extra = f" vs `{baseline}` (paired) |" if baseline else ""
+    lines = [f"| rank | spec | mean over {n} seeds | std | lead over the next (paired) |{extra}",
+             "|---|---|---|---|---|" + ("---|" if baseline else "")]
     for i, spec in enumerate(order):
         v = scores[spec]
         std = math.sqrt(sum((x - sum(v) / n) ** 2 for x in v) / (n - 1)) if n > 1 else float("nan")
-        lead = ""
-        if i + 1 < len(order):
-            lead = _pm(paired(v, scores[order[i + 1]]), 2)
-        lines.append(f"| {i + 1} | `{spec}` | {sum(v) / n:.2f} | {std:.2f} | {lead} |")
+        lead = _pm(paired(v, scores[order[i + 1]]), 2) if i + 1 < len(order) else ""
+        vs = "" if not baseline else " – |" if spec == baseline else f" {_pm(paired(v, scores[baseline]), 2)} |"
+        lines.append(f"| {i + 1} | `{spec}` | {sum(v) / n:.2f} | {std:.2f} | {lead} |{vs}")
     return "\n".join(lines)
 
 

@@ -94,5 +94,15 @@ def test_ranking_orders_by_mean_and_reads_each_lead_with_the_one_rule():
     # a lead of 2.2 SE, which a 2-SE bar would call a difference, is within noise with 3 seeds (t = 4.3)
     two_se = report.ranking({"p": torch.tensor([0.2, 1.0, 1.8]), "q": torch.tensor([0.0, 0.0, 0.0])}).splitlines()
     assert two_se[2].endswith("3/3 ahead: within noise |")
+    vs = report.ranking(scores, baseline="a").splitlines()
+    assert vs[0].endswith("| lead over the next (paired) | vs `a` (paired) |") and vs[1] == "|---|---|---|---|---|---|"
+    # b - a: 4, 4, 4: no spread, every seed ahead; a against itself: a dash
+    assert vs[2].endswith("| +4.00 ± 0.00, 3/3 ahead: ahead |") and vs[4] == "| 3 | `a` | 2.00 | 1.00 |  | – |"
+    assert vs[3].endswith("| +3.90 ± 0.10, 3/3 ahead: ahead | +3.90 ± 0.10, 3/3 ahead: ahead |")
+    with pytest.raises(ValueError, match="baseline 'relu' is not one of the ranked specs"):
+        report.ranking(scores, baseline="relu")
+    two = report.ranking({"x": [1.0, 3.0], "y": [2.0, 5.0]}).splitlines()  # y - x: 1, 2: SE 0.5, t(1) = 12.7
+    assert two[0].startswith("| rank | spec | mean over 2 seeds |")
+    assert two[2] == "| 1 | `y` | 3.50 | 2.12 | +1.50 ± 0.50, 2/2 ahead: within noise |" and two[3] == "| 2 | `x` | 2.00 | 1.41 |  |"
     one = report.ranking({"x": [2.0], "y": [3.0]}).splitlines()
     assert one[2] == "| 1 | `y` | 3.00 | nan | +1.00 ± –, 1/1 ahead: within noise |" and one[3] == "| 2 | `x` | 2.00 | nan |  |"
