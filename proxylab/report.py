@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -83,16 +84,18 @@ def ranking(scores: dict, baseline: str | None = None) -> str:
     if baseline is not None and baseline not in scores:
         raise ValueError(f"baseline {baseline!r} is not one of the ranked specs: {', '.join(scores)}")
     n = len(next(iter(scores.values())))
-    order = sorted(scores, key=lambda s: -sum(scores[s]) / n)
+    order = sorted(scores, key=lambda s: -statistics.fmean(scores[s]))
     extra = f" vs `{baseline}` (paired) |" if baseline else ""
     lines = [f"| rank | spec | mean over {n} seeds | std | lead over the next (paired) |{extra}",
              "|---|---|---|---|---|" + ("---|" if baseline else "")]
     for i, spec in enumerate(order):
         v = scores[spec]
-        std = math.sqrt(sum((x - sum(v) / n) ** 2 for x in v) / (n - 1)) if n > 1 else float("nan")
+        std = statistics.stdev(v) if n > 1 else float("nan")
         lead = _pm(paired(v, scores[order[i + 1]]), 2) if i + 1 < len(order) else ""
-        vs = "" if not baseline else " – |" if spec == baseline else f" {_pm(paired(v, scores[baseline]), 2)} |"
-        lines.append(f"| {i + 1} | `{spec}` | {sum(v) / n:.2f} | {std:.2f} | {lead} |{vs}")
+        row = f"| {i + 1} | `{spec}` | {statistics.fmean(v):.2f} | {std:.2f} | {lead} |"
+        if baseline:
+            row += " – |" if spec == baseline else f" {_pm(paired(v, scores[baseline]), 2)} |"
+        lines.append(row)
     return "\n".join(lines)
 
 

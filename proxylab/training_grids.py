@@ -192,7 +192,8 @@ def _paired_vs_relu(finished) -> dict:
         relu = acc.get((d, arch, "relu", seed))
         if act != "relu" and relu is not None:
             values, base = pairs.setdefault(f"{d}/{arch}/{act}", ([], []))
-            values.append(value), base.append(relu)
+            values.append(value)
+            base.append(relu)
     out = {}
     for key, (values, base) in sorted(pairs.items()):
         p = paired(values, base)
