@@ -35,8 +35,10 @@ def visit(browser, path):
     page.on("requestfailed", lambda r: failed.append(r.url))
     page.on("request", lambda r: r.url.startswith(("file://", "data:", "blob:", "about:")) or remote.append(r.url))
     page.goto(path.resolve().as_uri())
-    page.wait_for_load_state("load")
-    page.wait_for_timeout(1500)
+    # MathJax typesets after "load": wait for its promise (a page without math has none), then a little
+    # for the saved widgets, which the widget manager draws asynchronously
+    page.evaluate("() => window.MathJax && window.MathJax.startup && window.MathJax.startup.promise")
+    page.wait_for_timeout(400)
     return page, errors, failed, remote
 
 

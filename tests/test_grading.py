@@ -1,7 +1,8 @@
 """The graded exercises, as a teacher uses them: nbgrader releases the students' edition
 (``python3 dev.py student``) and autogrades submissions with its own commands. The teacher's
 edition gets full marks, the edition as released gets none, and a wrongly typed answer gets the
-test's own message.
+test's own message. The teacher's edition is autograded whole; the released edition and the wrong
+answer with their set-up and exercise cells only (no exercise reads the lecture, see run_variants).
 
 Notebooks whose experiments take minutes (06-08, marked ``grade_exercise_cells_only`` in their
 metadata) have self-contained exercises: for them nbgrader's own validator runs a notebook made of
@@ -53,11 +54,18 @@ def graded():
     student = BUILD / "student" / "notebooks"
     shutil.rmtree(BUILD / "submitted", ignore_errors=True)
     shutil.rmtree(BUILD / "autograded", ignore_errors=True)
+    # the teacher's edition is graded whole, as a teacher grades a submission. The released edition and
+    # the wrong answer are graded with their lecture cells left out (their set-up cells and every nbgrader
+    # cell kept): no exercise reads the lecture (run_variants below runs them after the set-up cells only,
+    # and a test that did read it would fail here, never pass), and the lecture would double this fixture
     for who, source in (("teacher", ROOT / "notebooks"), ("blank", student), ("wrongtype", ROOT / "notebooks")):
         folder = BUILD / "submitted" / who / "notebooks"
         folder.mkdir(parents=True)
         for name in GRADED if who != "wrongtype" else GRADED[:1]:  # the wrong answer is in the first one
-            shutil.copy(source / name, folder / name)
+            if who == "teacher":
+                shutil.copy(source / name, folder / name)
+            else:
+                (folder / name).write_text(json.dumps(without_lecture(json.loads((source / name).read_text()))))
     # a student who answers everything right but exercise 1 of notebook 01, with a string
     path = BUILD / "submitted" / "wrongtype" / "notebooks" / GRADED[0]
     nb = json.loads(path.read_text())
@@ -154,6 +162,12 @@ def setup_cells(nb: dict) -> list:
         if c["cell_type"] == "code":
             cells.append(c)
     raise AssertionError("no section heading after the set-up cells")
+
+
+def without_lecture(nb: dict) -> dict:
+    """``nb`` with its set-up cells and its nbgrader cells only (same metadata)."""
+    keep = {id(c) for c in setup_cells(nb)}
+    return {**nb, "cells": [c for c in nb["cells"] if id(c) in keep or c.get("metadata", {}).get("nbgrader")]}
 
 
 def exercises(nb: dict) -> list[tuple[dict, dict]]:
