@@ -12,15 +12,19 @@ import pytest
 # The suite's longest files, longest first (seconds on 2 cores, one worker each): dev.py runs the suite on
 # pytest-xdist workers that take whole files in collection order, so starting these first lets the workers
 # finish together instead of one waiting on the other's last long file.
-SLOW_FIRST = ("tests/test_grading.py",                       # ~320: nbgrader autogrades notebooks 01-05 three times
-              "notebooks/06_class_visualization.ipynb",      # ~150
-              "notebooks/06c_slope_diagnostic.ipynb",        # ~120: trains a Fashion-MNIST ResNet18
-              "notebooks/08_deep_visualization.ipynb",       # ~150
-              "tests/test_runner.py",                        # ~130: Ray starts twice
-              "notebooks/05_leaky_relu_statistics.ipynb",    # ~70
-              "notebooks/07_classification_training.ipynb",  # ~60
-              "tests/test_train.py",                         # ~45
-              "tests/test_results.py")                       # ~40
+SLOW_FIRST = ("tests/test_grading.py",                       # ~150: nbgrader autogrades notebooks 01-05
+              "notebooks/07_classification_training.ipynb",  # ~115: trains three ResNet18s
+              "notebooks/06_class_visualization.ipynb",      # ~110
+              "notebooks/08_deep_visualization.ipynb",       # ~105
+              "notebooks/06c_slope_diagnostic.ipynb",        # ~100: trains a Fashion-MNIST ResNet18
+              "tests/test_runner.py",                        # ~85: one Ray start
+              "tests/test_book.py",                          # ~60: builds the book, opens every page
+              "tests/test_train.py",                         # ~60
+              "tests/test_results.py",                       # ~55
+              "tests/test_browser.py",                       # ~40
+              "tests/test_app.py",                           # ~30
+              "notebooks/05_leaky_relu_statistics.ipynb",    # ~25
+              "notebooks/04_proxygrad.ipynb")                # ~25
 
 
 @pytest.hookimpl(tryfirst=True)
