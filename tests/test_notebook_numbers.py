@@ -672,11 +672,6 @@ CLAIMS: dict[tuple[str, str], list[C]] = {
           lambda: (ranked("proxygrad:0.05", "relu")[1], ranked("proxygrad:0.05", "relu")[0])),
         C("The noisy rule's smaller, steadier lead over ReLU is {}, and ProxyGrad's lead over the noisy rule is {}",
           lambda: (ranked("noisy:0.05", "relu")[0], ranked("proxygrad:0.05", "next", below="noisy:0.05")[0]))],
-    ("08", "daadc1c6"): [
-        C("no rectifier module at all, and {:.0f} and {:.0f} rectifier calls",
-          lambda: tuple(out_number("08", "80a6859c", rf"{n}\s+rectifier modules:\s+0, functional rectifier calls: (\d+)")
-                        for n in ("googlenet", "inception_v3"))),
-    ],
 }
 
 # Numbers in the reading cells that are not from data: why each is there. Keys: the tokens, ", "-separated.
@@ -712,6 +707,7 @@ EXEMPT: dict[tuple[str, str], dict[str, str]] = {
     ("08", "1da0d71e"): {"01–04": "the course's notebook numbers"},
     ("08", "1c118289"): {"05–07": "the course's notebook numbers"},
     ("08", "f60a51ee"): {"0.05, 0.3": "an exercise's suggested slopes"},
+    ("08", "fd442d20"): {"-1, +1": "exercise 3's dead input and its two upstream gradients"},
 }
 
 # A number, range, "N of M" or fraction, not inside a word, a decimal or an exponent ("10^{-4}").
