@@ -328,6 +328,25 @@ def quick_reg(label: str) -> float:
     return logit(label) / logit("none")
 
 
+def quick_f2() -> dict:
+    """06's quick Figure 2 (cell 4405b993's output): (regularized, steps) -> {slope: (ProxyGrad, Leaky ReLU)},
+    each as a multiple of ReLU's mean logit."""
+    panels = {}
+    for m in re.finditer(r"^(with|no)\s+regularization,\s+(\d+) steps, x ReLU: (.*)$", OUT("06", "4405b993"), re.M):
+        panels[m.group(1) == "with", int(m.group(2))] = {
+            float(s): (float(p), float(q)) for s, p, q in re.findall(r"([\d.]+): (-?[\d.]+) / (-?[\d.]+)", m.group(3))}
+    assert len(panels) == 4, f"06's quick Figure 2 prints {len(panels)} panels"
+    return panels
+
+
+def quick_f2_reading() -> tuple:
+    panels = quick_f2().values()
+    good = [p[s][0] for p in panels for s in (0.05, 0.1)]
+    return ("above" if min(good) > 1 else "?", span(good, ".2f"),
+            "near zero" if all(abs(p[0.3][0]) < 0.1 for p in panels) else "?",
+            "below" if all(v[1] < 1 for p in panels for v in p.values()) else "?")
+
+
 PANELS = lambda: R("diagnostic")["panels"]
 
 
@@ -525,6 +544,10 @@ CLAIMS: dict[tuple[str, str], list[C]] = {
         C("this course's choice keeps less (for ReLU about {} after 10 steps and a\nquarter after 500)",
           lambda: "half" if 0.45 < f2_relu_ratio(10) < 0.6 and 0.2 < f2_relu_ratio(500) < 0.3 else "?"),
     ],
+    ("06", "a1fd3443"): [  # the quick Figure 2's shape (cell 4405b993's output)
+        C("In this run ProxyGrad is {} the line at 0.05 and 0.1 in all four panels ({} times ReLU's logit) and {} at "
+          "0.3; the Leaky ReLU networks are {} it at every slope", quick_f2_reading),
+    ],
     ("06", "700bb16a"): [  # reading Figure 2
         C("(all {} jobs of the grid)", lambda: R("figure2")["provenance"]["jobs_finished"]),
         C("$t = {:.2f}$, Student's 95 % quantile for {} classes",
@@ -686,7 +709,8 @@ EXEMPT: dict[tuple[str, str], dict[str, str]] = {
     ("06", "6664e80d"): {"0.05": "protocol: Table 3's ProxyGrad slope"},
     ("06", "a0c6e001"): {"0.5": "protocol: the blur width"},
     ("06", "8d18478d"): {"0.5, 0.3": "protocol: the blur widths", "0.05": "protocol: the quick run's slope"},
-    ("06", "a1fd3443"): {"0.3": "protocol: an earlier blur width"},
+    ("06", "a1fd3443"): {"0.3": "protocol: an earlier blur width and the quick run's largest slope",
+                         "0.05, 0.1": "protocol: the quick run's slopes"},
     ("06", "17134ed0"): {"0–0.3": "protocol: Figure 2's slope range"},
     ("06", "700bb16a"): {"95 %": "protocol: the quantile of the noise rule", "0.01, 0.02, 0.05, 0.1": GRID},
     ("06", "2c168ed8"): {"3.4": "constant: float32's largest number, 3.4e38"},
