@@ -328,6 +328,36 @@ def quick_reg(label: str) -> float:
     return logit(label) / logit("none")
 
 
+def quick_t3(label: str) -> tuple[float, list[float]]:
+    """06's quick Table 3 (cell 094f148a's output): a method's mean original logit and its per-class logits."""
+    m = re.search(re.escape(label) + r"\s+mean original logit\s+([-\d.]+)\s+per class \[([^\]]*)\]", OUT("06", "094f148a"))
+    assert m, f"06's quick Table 3 has no row {label!r}"
+    return float(m.group(1)), [float(v) for v in m.group(2).split(",")]
+
+
+def quick_t3_order() -> str:
+    means = [quick_t3(label)[0] for label in ("ProxyGrad 0.05", "ReLU", "Leaky ReLU 0.01")]
+    return "the shipped table's" if means == sorted(means, reverse=True) and t3_order() == "high to low" else "?"
+
+
+def t3_order() -> str:
+    means = [mean(t3(spec)) for spec in ("proxygrad:0.05", "relu", "leaky:0.01")]
+    return "high to low" if means == sorted(means, reverse=True) else "?"
+
+
+def quick_t3_ahead() -> str:
+    proxy, relu = quick_t3("ProxyGrad 0.05")[1], quick_t3("ReLU")[1]
+    return f"{sum(p > r for p, r in zip(proxy, relu))} of {len(relu)}"
+
+
+def quick_t3_behind() -> str:
+    """The classes where the quick ProxyGrad 0.05 run is behind ReLU, as the prose names them."""
+    from proxylab import models
+    proxy, relu = quick_t3("ProxyGrad 0.05")[1], quick_t3("ReLU")[1]
+    names = [name for name, p, r in zip(models.PAPER_CLASSES, proxy, relu) if p < r]
+    return " and the ".join(names)
+
+
 def quick_f2() -> dict:
     """06's quick Figure 2 (cell 4405b993's output): (regularized, steps) -> {slope: (ProxyGrad, Leaky ReLU)},
     each as a multiple of ReLU's mean logit."""
@@ -543,6 +573,12 @@ CLAIMS: dict[tuple[str, str], list[C]] = {
           lambda: (paper_f2_ratio(10), paper_f2_ratio(500))),
         C("this course's choice keeps less (for ReLU about {} after 10 steps and a\nquarter after 500)",
           lambda: "half" if 0.45 < f2_relu_ratio(10) < 0.6 and 0.2 < f2_relu_ratio(500) < 0.3 else "?"),
+    ],
+    ("06", "a0c6e004"): [  # the quick Table 3 (cell 094f148a's output) against the shipped one
+        C("The means come in {} order, ProxyGrad {:.1f}, ReLU {:.1f} and the Leaky ReLU network {:.1f}, and ProxyGrad "
+          "is ahead of ReLU for {} classes only (it is behind for the {})",
+          lambda: (quick_t3_order(), *(quick_t3(label)[0] for label in ("ProxyGrad 0.05", "ReLU", "Leaky ReLU 0.01")),
+                   quick_t3_ahead(), quick_t3_behind())),
     ],
     ("06", "a1fd3443"): [  # the quick Figure 2's shape (cell 4405b993's output)
         C("In this run ProxyGrad is {} the line at 0.05 and 0.1 in all four panels ({} times ReLU's logit) and {} at "
