@@ -449,7 +449,8 @@ def test_a_malformed_prediction_gets_the_visible_tests_message():
         "08_deep_visualization.ipynb": [
             ("nb08-ex3-solution", _passes({s: v for s, v in PASSES08.items() if s != "noisy:0.05"}), "one entry per rule"),
             ("nb08-ex3-solution", _passes({**PASSES08, "relu": (False,)}), "is a pair"),
-            ("nb08-ex3-solution", _passes({**PASSES08, "relu": ("no", "no")}), "is a pair")],
+            ("nb08-ex3-solution", _passes({**PASSES08, "relu": ("no", "no")}), "is a pair"),
+            ("nb08-ex3-solution", _passes({**PASSES08, "relu": False}), "is a pair")],
     }
     results = run_variants({name: [(g, s) for g, s, _ in v] for name, v in malformed.items()})
     for name, cases in malformed.items():

@@ -750,6 +750,7 @@ EXEMPT: dict[tuple[str, str], dict[str, str]] = {
     ("06", "17134ed0"): {"0–0.3": "protocol: Figure 2's slope range"},
     ("06", "700bb16a"): {"95 %": "protocol: the quantile of the noise rule", "0.01, 0.02, 0.05, 0.1": GRID},
     ("06", "2c168ed8"): {"3.4": "constant: float32's largest number, 3.4e38"},
+    ("06", "89390eaa"): {"-0.2": "a suggested start for exercise 3's network"},
     ("06", "28c657c8"): {"-1, 0.4, 0.6, 0.2, 0.03": "exercise 3's one-pixel network and AM protocol (f(0.2) = 0.4 from its formula)",
                          "0.1, 0.01, 0.02": "exercise 3's grading: its 'at the maximum' margin, the slope grid, the tolerance"},
     ("06c", "212ff059"): {"0.8": "protocol: suggest_slope's cosine threshold"},
