@@ -13,9 +13,9 @@ import pytest
 # pytest-xdist workers that take whole files in collection order, so starting these first lets the workers
 # finish together instead of one waiting on the other's last long file.
 SLOW_FIRST = ("tests/test_grading.py",                       # ~320: nbgrader autogrades notebooks 01-05 three times
-              "notebooks/06_class_visualization.ipynb",      # ~150
-              "notebooks/06c_slope_diagnostic.ipynb",        # ~120: trains a Fashion-MNIST ResNet18
               "notebooks/08_deep_visualization.ipynb",       # ~150
+              "notebooks/06_class_visualization.ipynb",      # ~120: 24 AM runs (quick Figure 2 on 4 slopes)
+              "notebooks/06c_slope_diagnostic.ipynb",        # ~120: trains a Fashion-MNIST ResNet18
               "tests/test_runner.py",                        # ~130: Ray starts twice
               "notebooks/05_leaky_relu_statistics.ipynb",    # ~70
               "notebooks/07_classification_training.ipynb",  # ~60
