@@ -374,7 +374,7 @@ def suggest_slope(diagnostic: SlopeDiagnostic, min_cosine: float = 0.8,
 
 def slope_sweep(model: nn.Module, targets: Sequence[int], slopes: Sequence[float],
                 kinds: dict[str, str] | None = None, steps: int = 10, regularize=None,
-                **kwargs) -> dict[str, torch.Tensor]:
+                known: Sequence[AMResult] = (), **kwargs) -> dict[str, torch.Tensor]:
     """Figure 2: the original network's mean score over the steps, for each kind and slope.
 
     Args:
@@ -383,12 +383,21 @@ def slope_sweep(model: nn.Module, targets: Sequence[int], slopes: Sequence[float
             is the ReLU baseline for every kind (run once).
         regularize: None, or a function ``seed -> list of regularizers`` (fresh per run, so
             every run sees the same random rotations).
+        known: results of :func:`visualize` already run with the same settings (targets, steps, image
+            size, and, which a result does not record, the same seed and regularization): a spec among
+            them is not run again. A result whose targets, steps or image size differ is refused.
 
     Returns:
         label -> tensor (len(slopes), steps + 1) of scores averaged over the targets.
     """
     kinds = kinds or {"ProxyGrad": "proxygrad", "Leaky ReLU": "leaky"}
+    size = kwargs.get("size", 224)
     runs: dict[ActivationSpec, torch.Tensor] = {}
+    for r in known:
+        if (r.targets, r.steps, r.images.shape[-1]) != (list(targets), steps, size):
+            raise ValueError(f"a known run of {r.spec} is on targets {r.targets}, {r.steps} steps at {r.images.shape[-1]} px, "
+                             f"not on {list(targets)}, {steps} steps at {size} px: pass runs of the same settings, or none")
+        runs[parse_activation(r.spec)] = r.scores.mean(dim=1)
     for kind in kinds.values():
         for s in slopes:
             spec = ActivationSpec.at_slope(kind.partition(":")[0], s)

@@ -14,8 +14,8 @@ import pytest
 # finish together instead of one waiting on the other's last long file.
 SLOW_FIRST = ("tests/test_grading.py",                       # ~150: nbgrader autogrades notebooks 01-05
               "notebooks/07_classification_training.ipynb",  # ~115: trains three ResNet18s
-              "notebooks/06_class_visualization.ipynb",      # ~110
               "notebooks/08_deep_visualization.ipynb",       # ~105
+              "notebooks/06_class_visualization.ipynb",      # ~100: 24 AM runs (quick Figure 2 on 4 slopes)
               "notebooks/06c_slope_diagnostic.ipynb",        # ~100: trains a Fashion-MNIST ResNet18
               "tests/test_runner.py",                        # ~85: one Ray start
               "tests/test_book.py",                          # ~60: builds the book, opens every page

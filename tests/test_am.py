@@ -651,3 +651,20 @@ def test_compare_over_seeds_reuses_a_compare_run_for_seed_0_only(tiny, monkeypat
             am.compare_over_seeds(tiny, [0, 1], ["relu"], [0], known=runs, **wrong)
     with pytest.raises(ValueError, match="same settings"):
         am.compare_over_seeds(tiny, [1, 0], ["relu"], [0], steps=2, size=32, known=runs)
+
+
+def test_slope_sweep_reuses_known_runs_of_the_same_settings(tiny, monkeypatch):
+    regs = lambda seed: [regularizers.L2Decay(0.1)]  # noqa: E731
+    fresh = am.slope_sweep(tiny, [0, 1], [0.0, 0.3], steps=2, size=32, regularize=regs)
+    known = [am.visualize(tiny, [0, 1], spec, steps=2, size=32, regularizers=regs(0), progress=False)
+             for spec in ("relu", "proxygrad:0.3")]
+    real, calls = am.visualize, []
+    monkeypatch.setattr(am, "visualize", lambda model, targets, spec, **k: calls.append(str(spec)) or real(model, targets, spec, **k))
+    reused = am.slope_sweep(tiny, [0, 1], [0.0, 0.3], steps=2, size=32, regularize=regs, known=known)
+    assert calls == ["leaky:0.3"]  # ReLU and ProxyGrad 0.3 came from the known runs
+    assert all(torch.equal(reused[k], fresh[k]) for k in fresh)
+    for wrong in (dict(steps=3, size=32), dict(steps=2, size=40)):
+        with pytest.raises(ValueError, match="same settings"):
+            am.slope_sweep(tiny, [0, 1], [0.3], known=known, **wrong)
+    with pytest.raises(ValueError, match="same settings"):
+        am.slope_sweep(tiny, [1, 0], [0.3], steps=2, size=32, known=known)

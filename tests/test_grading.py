@@ -413,3 +413,97 @@ def test_a_hard_coded_answer_fails_the_hidden_tests():
     for (name, grade_id, i), (full, shown) in results.items():
         assert shown is None, f"{name} {grade_id} #{i}: the hard-coded answer fails the visible test already: {shown}"
         assert full is not None, f"{name} {grade_id} #{i}: the hard-coded answer passes the hidden tests"
+
+
+# ---- the "predict, then run" exercises (06 Ex3, 08 Ex3): the answer is a prediction, a value. Their visible
+# test checks only its form, so it cannot be used to search for the answer (a wrong prediction passes it); the
+# hidden test checks it against a small run made in the test cell, without printing what the run gave.
+RULES08 = ["relu", "proxygrad:0.05", "guided", "deconvnet", "redirected", "noisy:0.05"]
+PASSES08 = {"relu": (False, False), "proxygrad:0.05": (True, True), "guided": (False, False),
+            "deconvnet": (True, False), "redirected": (False, False), "noisy:0.05": (True, True)}
+
+
+def _passes(answer: dict) -> str:
+    return f"passes = {answer!r}\n"
+
+
+def _slopes(top, below) -> str:
+    return f"top_up_to = {top}\nbelow_start_from = {below}\n"
+
+
+def test_a_wrong_prediction_passes_the_visible_test_and_fails_the_hidden_one_without_the_answer():
+    """A prediction is graded only against the run (hidden): the visible test passes any well-formed one, and
+    the hidden test's message says that the run differs, not what it gave."""
+    wrong = {
+        "06_class_visualization.ipynb": [
+            ("nb06-ex3-solution", _slopes(0.1, 0.9), ["0.33", "0.34", "1/3", "0.5", "0.49", "0.51"]),
+            ("nb06-ex3-solution", _slopes(0.5, 0.5), ["0.33", "0.34", "1/3", "0.49", "0.51"])],
+        "08_deep_visualization.ipynb": [
+            ("nb08-ex3-solution", _passes({s: (True, True) for s in RULES08}), ["(True, False)", "(False, False)"]),
+            ("nb08-ex3-solution", _passes({**PASSES08, "deconvnet": (True, True)}),
+             ["(True, False)", "deconvnet", "redirected", "guided", "noisy", "relu"])],
+    }
+    results = run_variants({name: [(g, s) for g, s, _ in v] for name, v in wrong.items()})
+    for name, cases in wrong.items():
+        for i, (grade_id, _, values) in enumerate(cases):
+            full, shown = results[name, grade_id, i]
+            assert shown is None, f"{name} {grade_id} #{i}: the visible test judges the prediction: {shown['evalue']!r}"
+            assert full is not None and full["ename"] == "AssertionError", f"{name} {grade_id} #{i}: passes the hidden test"
+            leaked = [v for v in values if v in full["evalue"]]
+            assert not leaked, f"{name} {grade_id} #{i}: the message {full['evalue']!r} shows the expected {leaked}"
+
+
+def test_a_malformed_prediction_gets_the_visible_tests_message():
+    malformed = {
+        "06_class_visualization.ipynb": [
+            ("nb06-ex3-solution", _slopes('"a third"', 0.5), "is a number"),
+            ("nb06-ex3-solution", _slopes(0.3, 1.5), "between 0 and 1"),
+            ("nb06-ex3-solution", _slopes(0.6, 0.5), "does not end below the start"),
+            ("nb06-ex3-solution", _slopes(True, 0.5), "is a number")],
+        "08_deep_visualization.ipynb": [
+            ("nb08-ex3-solution", _passes({s: v for s, v in PASSES08.items() if s != "noisy:0.05"}), "one entry per rule"),
+            ("nb08-ex3-solution", _passes({**PASSES08, "relu": (False,)}), "is a pair"),
+            ("nb08-ex3-solution", _passes({**PASSES08, "relu": ("no", "no")}), "is a pair"),
+            ("nb08-ex3-solution", _passes({**PASSES08, "relu": False}), "is a pair")],
+    }
+    results = run_variants({name: [(g, s) for g, s, _ in v] for name, v in malformed.items()})
+    for name, cases in malformed.items():
+        for i, (grade_id, _, message) in enumerate(cases):
+            _, shown = results[name, grade_id, i]
+            assert shown is not None and message in shown["evalue"], (name, grade_id, i, shown)
+
+
+def test_a_correct_prediction_written_another_way_gets_the_points():
+    """A fraction, a rounded decimal, numpy numbers; lists instead of tuples, 1/0 instead of True/False, another
+    key order: all pass the hidden test."""
+    alternatives = {
+        "06_class_visualization.ipynb": [
+            ("nb06-ex3-solution", "from fractions import Fraction\n" + _slopes("Fraction(1, 3)", "Fraction(1, 2)")),
+            ("nb06-ex3-solution", _slopes(0.33, 0.51)),
+            ("nb06-ex3-solution", "import numpy as np\n" + _slopes("np.float64(0.34)", "np.float32(0.49)"))],
+        "08_deep_visualization.ipynb": [
+            ("nb08-ex3-solution", _passes({s: [int(a), int(b)] for s, (a, b) in reversed(PASSES08.items())})),
+            ("nb08-ex3-solution", "import numpy as np\n"
+             f"passes = {{s: tuple(np.bool_(v) for v in pair) for s, pair in {PASSES08!r}.items()}}\n")],
+    }
+    results = run_variants(alternatives)
+    for (name, grade_id, i), (full, shown) in results.items():
+        assert full is None and shown is None, f"{name} {grade_id} #{i}: a correct prediction fails: {full or shown}"
+
+
+def test_a_prediction_copied_from_the_lecture_fails_the_hidden_test():
+    """Numbers and patterns the lecture shows are not the answer: 06's best quick slope and the linear limit
+    (slope 1), or 08's toy table (which rules reach the white image) read as the answer for both signs of g, or
+    the redirected rule read as redirecting whenever a unit is dead."""
+    copied = {
+        "06_class_visualization.ipynb": [
+            ("nb06-ex3-solution", _slopes(0.05, 1.0)),
+            ("nb06-ex3-solution", _slopes(0.3, 0.3))],  # the quick sweep's largest slope
+        "08_deep_visualization.ipynb": [
+            ("nb08-ex3-solution", _passes({**PASSES08, "deconvnet": (True, True)})),  # the toy table's pattern
+            ("nb08-ex3-solution", _passes({**PASSES08, "redirected": (True, False)}))],
+    }
+    results = run_variants(copied)
+    for (name, grade_id, i), (full, shown) in results.items():
+        assert shown is None, f"{name} {grade_id} #{i}: the copied prediction fails the visible test already: {shown}"
+        assert full is not None, f"{name} {grade_id} #{i}: the copied prediction passes the hidden test"

@@ -328,6 +328,55 @@ def quick_reg(label: str) -> float:
     return logit(label) / logit("none")
 
 
+def quick_t3(label: str) -> tuple[float, list[float]]:
+    """06's quick Table 3 (cell 094f148a's output): a method's mean original logit and its per-class logits."""
+    m = re.search(re.escape(label) + r"\s+mean original logit\s+([-\d.]+)\s+per class \[([^\]]*)\]", OUT("06", "094f148a"))
+    assert m, f"06's quick Table 3 has no row {label!r}"
+    return float(m.group(1)), [float(v) for v in m.group(2).split(",")]
+
+
+def quick_t3_order() -> str:
+    means = [quick_t3(label)[0] for label in ("ProxyGrad 0.05", "ReLU", "Leaky ReLU 0.01")]
+    return "the shipped table's" if means == sorted(means, reverse=True) and t3_order() == "high to low" else "?"
+
+
+def t3_order() -> str:
+    means = [mean(t3(spec)) for spec in ("proxygrad:0.05", "relu", "leaky:0.01")]
+    return "high to low" if means == sorted(means, reverse=True) else "?"
+
+
+def quick_t3_ahead() -> str:
+    proxy, relu = quick_t3("ProxyGrad 0.05")[1], quick_t3("ReLU")[1]
+    return f"{sum(p > r for p, r in zip(proxy, relu))} of {len(relu)}"
+
+
+def quick_t3_behind() -> str:
+    """The classes where the quick ProxyGrad 0.05 run is behind ReLU, as the prose names them."""
+    from proxylab import models
+    proxy, relu = quick_t3("ProxyGrad 0.05")[1], quick_t3("ReLU")[1]
+    names = [name for name, p, r in zip(models.PAPER_CLASSES, proxy, relu) if p < r]
+    return " and the ".join(names)
+
+
+def quick_f2() -> dict:
+    """06's quick Figure 2 (cell 4405b993's output): (regularized, steps) -> {slope: (ProxyGrad, Leaky ReLU)},
+    each as a multiple of ReLU's mean logit."""
+    panels = {}
+    for m in re.finditer(r"^(with|no)\s+regularization,\s+(\d+) steps, x ReLU: (.*)$", OUT("06", "4405b993"), re.M):
+        panels[m.group(1) == "with", int(m.group(2))] = {
+            float(s): (float(p), float(q)) for s, p, q in re.findall(r"([\d.]+): (-?[\d.]+) / (-?[\d.]+)", m.group(3))}
+    assert len(panels) == 4, f"06's quick Figure 2 prints {len(panels)} panels"
+    return panels
+
+
+def quick_f2_reading() -> tuple:
+    panels = quick_f2().values()
+    good = [p[s][0] for p in panels for s in (0.05, 0.1)]
+    return ("above" if min(good) > 1 else "?", span(good, ".2f"),
+            "near zero" if all(abs(p[0.3][0]) < 0.1 for p in panels) else "?",
+            "below" if all(v[1] < 1 for p in panels for v in p.values()) else "?")
+
+
 PANELS = lambda: R("diagnostic")["panels"]
 
 
@@ -525,6 +574,16 @@ CLAIMS: dict[tuple[str, str], list[C]] = {
         C("this course's choice keeps less (for ReLU about {} after 10 steps and a\nquarter after 500)",
           lambda: "half" if 0.45 < f2_relu_ratio(10) < 0.6 and 0.2 < f2_relu_ratio(500) < 0.3 else "?"),
     ],
+    ("06", "a0c6e004"): [  # the quick Table 3 (cell 094f148a's output) against the shipped one
+        C("The means come in {} order, ProxyGrad {:.1f}, ReLU {:.1f} and the Leaky ReLU network {:.1f}, and ProxyGrad "
+          "is ahead of ReLU for {} classes only (it is behind for the {})",
+          lambda: (quick_t3_order(), *(quick_t3(label)[0] for label in ("ProxyGrad 0.05", "ReLU", "Leaky ReLU 0.01")),
+                   quick_t3_ahead(), quick_t3_behind())),
+    ],
+    ("06", "a1fd3443"): [  # the quick Figure 2's shape (cell 4405b993's output)
+        C("In this run ProxyGrad is {} the line at 0.05 and 0.1 in all four panels ({} times ReLU's logit) and {} at "
+          "0.3; the Leaky ReLU networks are {} it at every slope", quick_f2_reading),
+    ],
     ("06", "700bb16a"): [  # reading Figure 2
         C("(all {} jobs of the grid)", lambda: R("figure2")["provenance"]["jobs_finished"]),
         C("$t = {:.2f}$, Student's 95 % quantile for {} classes",
@@ -672,11 +731,6 @@ CLAIMS: dict[tuple[str, str], list[C]] = {
           lambda: (ranked("proxygrad:0.05", "relu")[1], ranked("proxygrad:0.05", "relu")[0])),
         C("The noisy rule's smaller, steadier lead over ReLU is {}, and ProxyGrad's lead over the noisy rule is {}",
           lambda: (ranked("noisy:0.05", "relu")[0], ranked("proxygrad:0.05", "next", below="noisy:0.05")[0]))],
-    ("08", "daadc1c6"): [
-        C("no rectifier module at all, and {:.0f} and {:.0f} rectifier calls",
-          lambda: tuple(out_number("08", "80a6859c", rf"{n}\s+rectifier modules:\s+0, functional rectifier calls: (\d+)")
-                        for n in ("googlenet", "inception_v3"))),
-    ],
 }
 
 # Numbers in the reading cells that are not from data: why each is there. Keys: the tokens, ", "-separated.
@@ -691,10 +745,14 @@ EXEMPT: dict[tuple[str, str], dict[str, str]] = {
     ("06", "6664e80d"): {"0.05": "protocol: Table 3's ProxyGrad slope"},
     ("06", "a0c6e001"): {"0.5": "protocol: the blur width"},
     ("06", "8d18478d"): {"0.5, 0.3": "protocol: the blur widths", "0.05": "protocol: the quick run's slope"},
-    ("06", "a1fd3443"): {"0.3": "protocol: an earlier blur width"},
+    ("06", "a1fd3443"): {"0.3": "protocol: an earlier blur width and the quick run's largest slope",
+                         "0.05, 0.1": "protocol: the quick run's slopes"},
     ("06", "17134ed0"): {"0–0.3": "protocol: Figure 2's slope range"},
     ("06", "700bb16a"): {"95 %": "protocol: the quantile of the noise rule", "0.01, 0.02, 0.05, 0.1": GRID},
     ("06", "2c168ed8"): {"3.4": "constant: float32's largest number, 3.4e38"},
+    ("06", "89390eaa"): {"-0.2": "a suggested start for exercise 3's network"},
+    ("06", "28c657c8"): {"-1, 0.4, 0.6, 0.2, 0.03": "exercise 3's one-pixel network and AM protocol (f(0.2) = 0.4 from its formula)",
+                         "0.1, 0.01, 0.02": "exercise 3's grading: its 'at the maximum' margin, the slope grid, the tolerance"},
     ("06c", "212ff059"): {"0.8": "protocol: suggest_slope's cosine threshold"},
     ("06c", "bcb3748f"): {"1.0": "definition: the baseline's ratio"},
     ("06b", "5393fbfa"): {"-1": "protocol: the image box [-1, 1]"},
@@ -712,6 +770,7 @@ EXEMPT: dict[tuple[str, str], dict[str, str]] = {
     ("08", "1da0d71e"): {"01–04": "the course's notebook numbers"},
     ("08", "1c118289"): {"05–07": "the course's notebook numbers"},
     ("08", "f60a51ee"): {"0.05, 0.3": "an exercise's suggested slopes"},
+    ("08", "fd442d20"): {"-1, +1": "exercise 3's dead input and its two upstream gradients"},
 }
 
 # A number, range, "N of M" or fraction, not inside a word, a decimal or an exponent ("10^{-4}").
