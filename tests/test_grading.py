@@ -140,7 +140,8 @@ def test_self_contained_exercises_pass_for_the_teacher_and_fail_as_released(grad
 
 
 # ---- the exercises' tests themselves, cheaply: each notebook's set-up (import) cells and its exercise
-# cells, with some answers replaced, run in ONE kernel per test (no lecture, no nbgrader gradebook)
+# cells, with some answers replaced, run in one kernel for the whole file, its namespace cleared per test
+# (no lecture, no nbgrader gradebook)
 
 def _source(cell) -> str:
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
@@ -191,16 +192,38 @@ def released(test_source: str) -> str:
     return "".join(out)
 
 
-def run_cells(sources: list[str], timeout: int = 300) -> list[dict | None]:
-    """Runs code cells in one fresh kernel (errors do not stop it); each cell's error output or None."""
-    import nbformat
-    from nbclient import NotebookClient
+KERNEL: dict = {}  # this module's kernel for run_cells, started on first use
 
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3",
-                   resources={"metadata": {"path": str(ROOT)}}).execute()
-    return [next((o for o in c.outputs if o.output_type == "error"), None) for c in nb.cells]
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_the_kernel():
+    yield
+    if KERNEL:
+        KERNEL["client"].stop_channels()
+        KERNEL["manager"].shutdown_kernel(now=True)
+        KERNEL.clear()
+
+
+def run_cells(sources: list[str], timeout: int = 300) -> list[dict | None]:
+    """Runs code cells in this module's kernel (errors do not stop it); each cell's error (ename,
+    evalue, traceback) or None. Each call first clears the kernel's namespace (``%reset -f``), so no
+    name of an earlier call survives, while the modules it imported stay loaded: one kernel start and
+    one torch import for the whole file instead of one per call."""
+    from jupyter_client.manager import start_new_kernel
+
+    if not KERNEL:
+        KERNEL["manager"], KERNEL["client"] = start_new_kernel(kernel_name="python3", cwd=str(ROOT))
+    client = KERNEL["client"]
+
+    def run(source):
+        reply = client.execute_interactive(source, timeout=timeout, output_hook=lambda msg: None)["content"]
+        return {k: reply[k] for k in ("ename", "evalue", "traceback")} if reply["status"] == "error" else None
+
+    assert run("%reset -f") is None
+    assert run("assert 'LEFT_BY_THE_LAST_CALL' not in globals()") is None, "the last call's names are still defined"
+    errors = [run(s) for s in sources]
+    run("LEFT_BY_THE_LAST_CALL = True")
+    return errors
 
 
 def run_variants(variants: dict[str, list[tuple[str, str]]], notebooks: Path | None = None) -> dict:
