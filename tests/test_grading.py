@@ -406,7 +406,8 @@ def test_a_correct_alternative_answer_gets_the_points():
 
 def test_a_hard_coded_answer_fails_the_hidden_tests():
     """Hard-coding what the visible test checks passes it (a student sees that case) but not the
-    hidden tests: they try cases the student never saw."""
+    hidden tests: they try cases the student never saw. Nor does calling the library function that
+    computes the answer, where the exercise asks for the computation."""
     hard = {
         "01_sparse_gradients.ipynb": [
             ("nb01-ex1-solution", f"def predicted_fraction(x0):\n    return {_fraction_at(3)!r}\n"),
@@ -425,6 +426,11 @@ def test_a_hard_coded_answer_fails_the_hidden_tests():
             ("nb05-ex2-solution", f"def dvar_da(a):\n    return {1 / 3.141592653589793!r}\n")],
         "06_class_visualization.ipynb": [
             ("nb06-ex1-solution", "def paired_gain(proxy, relu):\n    return 1.375, 0.0, 3\n"),
+            # the library function that computes the answer, imported by name or called on its module
+            ("nb06-ex1-solution", "from proxylab.report import paired\ndef paired_gain(proxy, relu):\n"
+             "    r = paired(proxy.tolist(), relu.tolist())\n    return r['mean'], r['se'], r['ahead']\n"),
+            ("nb06-ex1-solution", "from proxylab import report\ndef paired_gain(proxy, relu):\n"
+             "    r = report.paired(proxy.tolist(), relu.tolist())\n    return r['mean'], r['se'], r['ahead']\n"),
             ("nb06-ex2-solution", "def best_of(row):\n"  # the visible test's two rows
              "    return (0.05, 2.5) if row['mean'][0] == 10.0 else (0.3, 2.0)\n")],
         "07_classification_training.ipynb": [

@@ -283,9 +283,11 @@ def f2_leaky(step, without, with_):
     return words.pop() if len(words) == 1 else "mixed"
 
 
-def f2_leaky_behind_from(step):
-    """The smallest slope from which every Leaky slope is behind ReLU, without and with regularization."""
-    return min(s for s in grid2() if f2_leaky(step, [x for x in grid2() if x >= s], [x for x in grid2() if x >= s]) == "behind")
+def f2_leaky_behind_from(step, reg):
+    """The smallest slope from which every Leaky slope of the ``reg`` panel is behind ReLU."""
+    def behind(slopes):
+        return {f2(LK[reg, step], x)["verdict"] for x in slopes} == {"behind"}
+    return min(s for s in grid2() if s > 0 and behind([x for x in grid2() if x >= s]))
 
 
 def paper_f2_pct(reg, step):
@@ -613,7 +615,8 @@ CLAIMS: dict[tuple[str, str], list[C]] = {
           "0.01 and 0.02 with it) and the larger ones {}",
           lambda: (f2_leaky(10, [0.01], [0.01, 0.02]), *(f2(LK["none", 10], 0.01)[k] for k in ("d", "se", "ahead", "n")),
                    f2_leaky(10, grid2()[1:], grid2()[2:]))),
-        C("and for short runs from slope {:g} on", lambda: f2_leaky_behind_from(10)),
+        C("and for short runs from slope {:g} on without regularization and from {:g} on with it",
+          lambda: (f2_leaky_behind_from(10, "none"), f2_leaky_behind_from(10, "paper"))),
         C("After 10 steps slopes 0.05 and 0.1 are {}, {:+.1f} ± {:.1f} and {:+.1f} ± {:.1f} over ReLU's {:.1f} "
           "({} of {} classes, about {:+.0f} %; paper ≈ 40 vs 30, {:+.0f} %), while 0.01 and 0.02 are {}",
           lambda: (f2_words(REG10, [0.05, 0.1]), f2(REG10, 0.05)["d"], f2(REG10, 0.05)["se"], f2(REG10, 0.1)["d"],
@@ -767,8 +770,9 @@ EXEMPT: dict[tuple[str, str], dict[str, str]] = {
                          "95 %": "protocol: the quantile of the noise rule", "0.1, 0.2, 0.01": GRID},
     ("07", "11434198"): {"95 %": "protocol: the quantile of the noise rule"},
     ("07", "5b3a9f91"): {"0.01, 0.2, 0.5": "an exercise's suggested slopes"},
-    ("08", "1da0d71e"): {"01–04": "the course's notebook numbers"},
-    ("08", "1c118289"): {"05–07": "the course's notebook numbers"},
+    ("08", "1da0d71e"): {"01–04": "the course's notebook numbers", "0–16": "Lucid's redirect steps (rules.REDIRECT_STEPS)"},
+    ("08", "a6160a3e"): {"0–16": "Lucid's redirect steps (rules.REDIRECT_STEPS)"},
+    ("08", "1c118289"): {"05–07": "the course's notebook numbers", "0–16": "Lucid's redirect steps (rules.REDIRECT_STEPS)"},
     ("08", "f60a51ee"): {"0.05, 0.3": "an exercise's suggested slopes"},
     ("08", "fd442d20"): {"-1, +1": "exercise 3's dead input and its two upstream gradients"},
 }
