@@ -5,6 +5,7 @@ import copy
 import threading
 import types
 import warnings
+from collections import OrderedDict
 
 import pytest
 import torch
@@ -273,6 +274,12 @@ def test_am_engine_on_a_functional_model_equals_the_module_twin():
     assert d.layer_names[:2] == ["r#0", "/relu#0"] and len(d.layer_names) == 6
 
 
+def test_a_module_named_relu_is_a_module_site_not_a_functional_one():
+    model = nn.Sequential(OrderedDict(lin=nn.Linear(2, 2), relu=nn.ReLU()))  # fx: call_module "relu"
+    n = swap_activations(model, "proxygrad:0.5")
+    assert (n.modules, n.functional) == (1, 0)
+
+
 def test_clamps_that_are_not_rectifiers_are_left_alone():
     class Clamps(nn.Module):
         def __init__(self):
@@ -350,6 +357,7 @@ def test_every_spelling_of_a_call_is_converted_like_its_module(convert):
         return y.detach(), x.grad
 
     f, m = Spellings(), Spellings(modules=True)
+    assert count_functional(f) == count_functional(f, torch.zeros(len(SPELLINGS), 9)) == len(SPELLINGS) - 1
     y_plain, g_plain = run(f)
     assert torch.equal(y_plain, run(m)[0])  # the twin is the same network
     y_f, g_f = run(f, convert(f))
@@ -377,6 +385,15 @@ def test_a_module_swapped_in_after_a_first_conversion_is_seen():
     with proxygrad(model, 0.5):
         model(x).sum().backward()
     torch.testing.assert_close(x.grad, module_grad)
+    model = nn.Sequential(nn.Linear(3, 3), nn.Identity(), nn.ReLU(), nn.Linear(3, 1))  # a non-rectifier too
+    grads = []
+    for module in (nn.Identity(), Called(), nn.ReLU()):
+        model[1], x.grad = module, None
+        with proxygrad(model, 0.5):
+            model(x).sum().backward()
+        grads.append(x.grad.clone())
+    torch.testing.assert_close(grads[1], grads[2])  # F.relu converted like the module ...
+    assert not torch.allclose(grads[1], grads[0])  # ... which changes the gradient
 
 
 class Recursive(nn.Module):
@@ -617,6 +634,10 @@ def test_counting_by_fx_lets_other_threads_run_their_modules():
             done.wait(10)
             return F.relu(self.lin(x))
 
+    class Scaled(nn.Module):  # called with a keyword argument
+        def forward(self, x, scale=1.0):
+            return x * scale
+
     model, other = Slow(), nn.Sequential(nn.Linear(2, 2), nn.ReLU())
     x = torch.ones(1, 2)
     results = []
@@ -624,7 +645,7 @@ def test_counting_by_fx_lets_other_threads_run_their_modules():
     def run_other():
         try:
             assert started.wait(10)
-            results.extend([other(x), model.lin(x)])
+            results.extend([other(x), model.lin(x), Scaled()(x, scale=2.0)])
         finally:
             done.set()
 
@@ -632,8 +653,9 @@ def test_counting_by_fx_lets_other_threads_run_their_modules():
     worker.start()
     assert count_functional(model) == 1
     worker.join(10)
-    assert [type(r) for r in results] == [torch.Tensor, torch.Tensor]
+    assert [type(r) for r in results] == [torch.Tensor] * 3
     assert torch.equal(results[0], other(x)) and torch.equal(results[1], model.lin(x))
+    assert torch.equal(results[2], 2 * x)
 
 
 def test_a_forward_still_running_in_another_thread_when_the_block_ends_is_refused():
