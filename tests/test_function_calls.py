@@ -274,6 +274,18 @@ def test_am_engine_on_a_functional_model_equals_the_module_twin():
     assert d.layer_names[:2] == ["r#0", "/relu#0"] and len(d.layer_names) == 6
 
 
+def test_a_forward_that_reads_its_own_parameter_is_counted_by_fx():
+    class Scaled(nn.Module):  # a parameter read in forward (a class token, a learned scale), not a submodule's
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(2))
+
+        def forward(self, x):
+            return F.relu(x * self.scale) + F.relu(x - self.scale)
+
+    assert count_functional(Scaled()) == 2
+
+
 def test_a_module_named_relu_is_a_module_site_not_a_functional_one():
     model = nn.Sequential(OrderedDict(lin=nn.Linear(2, 2), relu=nn.ReLU()))  # fx: call_module "relu"
     n = swap_activations(model, "proxygrad:0.5")
