@@ -4,6 +4,8 @@ import contextlib
 import copy
 import threading
 import types
+import warnings
+from collections import OrderedDict
 
 import pytest
 import torch
@@ -175,6 +177,15 @@ def test_rule_state_reaches_functional_replacements():
         assert swap.set_state(f, 3, [0, 1]) == 1 + 5  # the module and the five functional sites
 
 
+def test_rule_state_reaches_the_functional_replacements_of_a_copied_model():
+    """A copy (deepcopy, torch.load) of a swapped model carries its replacements; set_state reaches
+    them before the copy's first forward, as the AM loop calls it before each step."""
+    f = Mixed(leaky=False)
+    swap_activations(f, "redirected")
+    input_grad(f, X)  # the sites are resolved
+    assert swap.set_state(copy.deepcopy(f), 3, [0, 1]) == 1 + 5  # the module and the five functional sites
+
+
 def test_rectifier_calls_reports_functional_outputs():
     f = Mixed()
     keys = []
@@ -263,6 +274,24 @@ def test_am_engine_on_a_functional_model_equals_the_module_twin():
     assert d.layer_names[:2] == ["r#0", "/relu#0"] and len(d.layer_names) == 6
 
 
+def test_a_forward_that_reads_its_own_parameter_is_counted_by_fx():
+    class Scaled(nn.Module):  # a parameter read in forward (a class token, a learned scale), not a submodule's
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(2))
+
+        def forward(self, x):
+            return F.relu(x * self.scale) + F.relu(x - self.scale)
+
+    assert count_functional(Scaled()) == 2
+
+
+def test_a_module_named_relu_is_a_module_site_not_a_functional_one():
+    model = nn.Sequential(OrderedDict(lin=nn.Linear(2, 2), relu=nn.ReLU()))  # fx: call_module "relu"
+    n = swap_activations(model, "proxygrad:0.5")
+    assert (n.modules, n.functional) == (1, 0)
+
+
 def test_clamps_that_are_not_rectifiers_are_left_alone():
     class Clamps(nn.Module):
         def __init__(self):
@@ -287,6 +316,70 @@ def test_clamps_that_are_not_rectifiers_are_left_alone():
     torch.testing.assert_close(g_proxy, x.grad)
 
 
+# every spelling of a rectifier call: (the call, the module it stands for, the input's scale)
+SPELLINGS = [
+    (lambda a: F.relu(a, inplace=True), lambda: nn.ReLU(inplace=True), 1),
+    (F.relu, nn.ReLU, 1),
+    (torch.relu, nn.ReLU, 1),
+    (lambda a: a.relu(), nn.ReLU, 1),
+    (torch.relu_, lambda: nn.ReLU(inplace=True), 1),
+    (lambda a: a.relu_(), lambda: nn.ReLU(inplace=True), 1),
+    (lambda a: F.relu6(a, inplace=True), lambda: nn.ReLU6(inplace=True), 8),
+    (F.relu6, nn.ReLU6, 8),
+    (lambda a: F.leaky_relu(a, 0.2, True), lambda: nn.LeakyReLU(0.2, inplace=True), 1),
+    (F.leaky_relu, nn.LeakyReLU, 1),  # the default slope, 0.01
+    (lambda a: F.leaky_relu(a, 0.0), lambda: nn.LeakyReLU(0.0), 1),  # slope 0: a ReLU
+    (lambda a: F.leaky_relu_(a, 0.3), lambda: nn.LeakyReLU(0.3, inplace=True), 1),
+    (lambda a: F.leaky_relu_(a, negative_slope=0.3), lambda: nn.LeakyReLU(0.3, inplace=True), 1),
+    (F.leaky_relu_, lambda: nn.LeakyReLU(inplace=True), 1),
+    (lambda a: F.hardtanh(a, 0.0, 6.0, True), lambda: nn.ReLU6(inplace=True), 8),
+    (lambda a: F.hardtanh(a, min_val=0.0, max_val=6.0), nn.ReLU6, 8),
+    (lambda a: F.hardtanh_(a, 0.0, 6.0), lambda: nn.ReLU6(inplace=True), 8),
+    (lambda a: F.hardtanh_(a, min_val=0.0, max_val=6.0), lambda: nn.ReLU6(inplace=True), 8),
+    (F.hardtanh_, lambda: nn.Hardtanh(inplace=True), 8),  # the default clamp, -1 to 1: not a rectifier
+]
+
+
+class Spellings(nn.Module):
+    """Row i of the input through spelling i, its input read again after the call (``y + a``),
+    so the output shows whether the call wrote into its input; ``modules=True``: the module twin."""
+
+    def __init__(self, modules=False):
+        super().__init__()
+        self.acts = nn.ModuleList(make() for _, make, _ in SPELLINGS) if modules else None
+
+    def forward(self, x):
+        outs = []
+        for i, (call, _, scale) in enumerate(SPELLINGS):
+            a = x[i] * scale
+            outs.append((self.acts[i](a) if self.acts is not None else call(a)) + a)
+        return torch.stack(outs)
+
+
+@pytest.mark.parametrize("convert", [lambda m: proxygrad(m, 0.5), lambda m: swapped(m, "leaky:0.5")],
+                         ids=["proxygrad", "leaky"])
+def test_every_spelling_of_a_call_is_converted_like_its_module(convert):
+    """In place or not, positional or keyword arguments, default slope: each functional call is
+    answered like the module it stands for (same forward, its in-place write included), row by row."""
+    def run(model, ctx=contextlib.nullcontext()):
+        x = torch.linspace(-1.0, 1.0, 9).repeat(len(SPELLINGS), 1).requires_grad_(True)
+        with ctx:
+            y = model(x)
+            y.sum().backward()
+        return y.detach(), x.grad
+
+    f, m = Spellings(), Spellings(modules=True)
+    assert count_functional(f) == count_functional(f, torch.zeros(len(SPELLINGS), 9)) == len(SPELLINGS) - 1
+    y_plain, g_plain = run(f)
+    assert torch.equal(y_plain, run(m)[0])  # the twin is the same network
+    y_f, g_f = run(f, convert(f))
+    y_m, g_m = run(m, convert(m))
+    assert torch.equal(y_f, y_m)
+    torch.testing.assert_close(g_f, g_m, rtol=0, atol=0)
+    changed = [not torch.equal(a, b) for a, b in zip(g_f, g_plain)]
+    assert changed == [True] * (len(SPELLINGS) - 1) + [False]  # every rectifier, not the clamp
+
+
 def test_a_module_swapped_in_after_a_first_conversion_is_seen():
     """The fx count is cached per model; replacing a ReLU module by one that calls F.relu must not
     leave the next conversion blind to it."""
@@ -304,6 +397,113 @@ def test_a_module_swapped_in_after_a_first_conversion_is_seen():
     with proxygrad(model, 0.5):
         model(x).sum().backward()
     torch.testing.assert_close(x.grad, module_grad)
+    model = nn.Sequential(nn.Linear(3, 3), nn.Identity(), nn.ReLU(), nn.Linear(3, 1))  # a non-rectifier too
+    grads = []
+    for module in (nn.Identity(), Called(), nn.ReLU()):
+        model[1], x.grad = module, None
+        with proxygrad(model, 0.5):
+            model(x).sum().backward()
+        grads.append(x.grad.clone())
+    torch.testing.assert_close(grads[1], grads[2])  # F.relu converted like the module ...
+    assert not torch.allclose(grads[1], grads[0])  # ... which changes the gradient
+
+
+class Recursive(nn.Module):
+    """A forward that runs the model itself once more first (a weight-shared refinement)."""
+
+    def forward(self, x, depth=1):
+        return F.relu(self(x, depth - 1) if depth else x)
+
+
+def test_a_swapped_model_that_calls_itself_is_converted_and_unhooked_after():
+    model = Recursive()
+    swap_activations(model, "proxygrad:0.5", example=torch.ones(2))
+    x = torch.tensor([-1.0, 2.0], requires_grad=True)
+    model(x).sum().backward()
+    assert x.grad.tolist() == [0.25, 1.0]  # both calls converted: 0.5 * 0.5 on the negative input
+    assert torch._C._len_torch_function_stack() == 0
+    assert proxylab_hooks() == []  # the outer forward's end removes the hooks
+
+
+def test_a_swap_made_inside_a_with_block_converts_the_next_forward():
+    model = FunctionalOnly()
+    keys = []
+    with rectifier_calls(model, lambda key, out: keys.append(key)):
+        assert grad_of(model) == PLAIN  # only observed
+        swap_activations(model, "proxygrad:0.5")
+        assert grad_of(model) == PROXY
+    assert keys == ["/relu#0", "/relu#1"]
+    assert grad_of(model) == PROXY and proxylab_hooks() == []
+
+
+def test_nested_blocks_the_inner_conversion_ends_and_the_outer_goes_on():
+    model = FunctionalOnly()
+    keys = []
+    with rectifier_calls(model, lambda key, out: keys.append(key)):
+        with proxygrad(model, 0.5):
+            assert grad_of(model) == PROXY
+        assert grad_of(model) == PLAIN  # the inner conversion has ended ...
+    assert keys == ["/relu#0", "/relu#1"]  # ... and the outer block still saw the call after it
+    assert proxylab_hooks() == []
+
+
+def test_a_block_in_which_the_model_never_runs_raises_nothing():
+    """The "no rectifier" check at the end of a block needs a forward to judge by."""
+    model = FunctionalOnly()
+    with proxygrad(model, 0.5):
+        pass
+    with swapped(model, "guided"):
+        pass
+    assert proxylab_hooks() == []
+
+
+def test_counting_by_running_sees_calls_that_fx_cannot():
+    """torch.nn's own layers are leaves of the fx count, so the F.relu inside a
+    TransformerEncoderLayer is invisible to it; running an example sees it."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0))
+    assert count_functional(model, torch.randn(3, 1, 8)) == 1
+    assert model.training  # the mode is restored after the count ran in eval mode
+
+
+def test_a_second_swap_of_functional_calls_sees_the_first_like_a_module_swap():
+    """leaky:0.3, then a backward rule: the rule refuses the (now Leaky) functional site, as it
+    refuses the module twin's LeakyReLU, instead of silently replacing the first swap."""
+    twin = nn.Sequential(nn.ReLU())
+    swap_activations(twin, "leaky:0.3")
+    with pytest.raises(ValueError, match="is a Leaky ReLU of slope 0.3"):
+        swap_activations(twin, "guided")
+    model = FunctionalOnly()
+    swap_activations(model, "leaky:0.3")
+    swap_activations(model, "guided")
+    with pytest.raises(ValueError, match="'/relu' is a Leaky ReLU of slope 0.3"):
+        model(torch.ones(2))
+
+
+def test_an_error_in_an_earlier_forward_pre_hook_leaves_a_swapped_model_working():
+    """A user's pre-hook registered before the swap raises in some forwards: that forward's
+    conversion never began, so it must not be ended either (no warning from the exit hook, no user
+    count gone negative, nothing left installed); the other forwards are converted."""
+    model = Gated()
+    fails = [True, False, True, False, False]
+
+    def flaky(module, args):
+        if fails.pop(0):
+            raise RuntimeError("flaky user hook")
+
+    model.register_forward_pre_hook(flaky)
+    swap_activations(model, "proxygrad:0.5")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for fail in list(fails):
+            if fail:
+                with pytest.raises(RuntimeError, match="flaky user hook"):
+                    grad_of(model)
+            else:
+                assert grad_of(model) == PROXY
+            assert torch._C._len_torch_function_stack() == 0
+            assert proxylab_hooks() == []
+    assert [str(w.message) for w in caught] == []
 
 
 # --------------------------------------------------------------------------- threads, hooks, pickling
@@ -446,6 +646,10 @@ def test_counting_by_fx_lets_other_threads_run_their_modules():
             done.wait(10)
             return F.relu(self.lin(x))
 
+    class Scaled(nn.Module):  # called with a keyword argument
+        def forward(self, x, scale=1.0):
+            return x * scale
+
     model, other = Slow(), nn.Sequential(nn.Linear(2, 2), nn.ReLU())
     x = torch.ones(1, 2)
     results = []
@@ -453,7 +657,7 @@ def test_counting_by_fx_lets_other_threads_run_their_modules():
     def run_other():
         try:
             assert started.wait(10)
-            results.extend([other(x), model.lin(x)])
+            results.extend([other(x), model.lin(x), Scaled()(x, scale=2.0)])
         finally:
             done.set()
 
@@ -461,8 +665,9 @@ def test_counting_by_fx_lets_other_threads_run_their_modules():
     worker.start()
     assert count_functional(model) == 1
     worker.join(10)
-    assert [type(r) for r in results] == [torch.Tensor, torch.Tensor]
+    assert [type(r) for r in results] == [torch.Tensor] * 3
     assert torch.equal(results[0], other(x)) and torch.equal(results[1], model.lin(x))
+    assert torch.equal(results[2], 2 * x)
 
 
 def test_a_forward_still_running_in_another_thread_when_the_block_ends_is_refused():
@@ -475,7 +680,7 @@ def test_a_forward_still_running_in_another_thread_when_the_block_ends_is_refuse
         after.append(torch._C._len_torch_function_stack())
 
     worker = threading.Thread(target=work)
-    with pytest.raises(RuntimeError, match=r"still running in 1 other thread.*thread\.join\(\)"):
+    with pytest.raises(RuntimeError, match=r"^Gated was still running in 1 other thread.*thread\.join\(\)"):
         with proxygrad(model, 0.5):
             worker.start()
             assert inside.wait(10)
