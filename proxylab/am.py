@@ -30,6 +30,7 @@ from .swap import proxygrad, rectifier_calls, rectifier_sites, set_state, swap_a
 
 DEFAULT_LR = 0.02
 DEFAULT_INIT_STD = 0.1
+DEFAULT_SIZE = 224  # visualize's image side; what its callers' checks of a known run compare with
 
 
 # --------------------------------------------------------------------------- objectives
@@ -167,7 +168,7 @@ def _check_size(model: nn.Module, size: int) -> None:
 
 
 def visualize(model: nn.Module, targets: "Target | Sequence[int]", spec: str = "relu", steps: int = 10,
-              lr: float = DEFAULT_LR, size: int = 224, seed: int = 0, init_std: float = DEFAULT_INIT_STD,
+              lr: float = DEFAULT_LR, size: int = DEFAULT_SIZE, seed: int = 0, init_std: float = DEFAULT_INIT_STD,
               regularizers: Sequence = (), layers=None, x0: torch.Tensor | None = None,
               snapshot_steps: tuple[int, ...] = (), progress: bool = True) -> AMResult:
     """Activation maximization of one target per image, all images in one batch.
@@ -372,6 +373,14 @@ def suggest_slope(diagnostic: SlopeDiagnostic, min_cosine: float = 0.8,
     return max(ok) / 4, max(ok)
 
 
+def _check_known(run: AMResult, spec: str, targets: Sequence[int], steps: int, size: int, name: str,
+                 advice: str) -> None:
+    """Refuses a known run (``name``) made with another spec, targets, steps or image size than asked for."""
+    if (run.spec, run.targets, run.steps, run.images.shape[-1]) != (str(parse_activation(spec)), list(targets), steps, size):
+        raise ValueError(f"{name} is a run of {run.spec} on targets {run.targets}, {run.steps} steps at "
+                         f"{run.images.shape[-1]} px, not of {spec} on {list(targets)}, {steps} steps at {size} px: {advice}")
+
+
 def slope_sweep(model: nn.Module, targets: Sequence[int], slopes: Sequence[float],
                 kinds: dict[str, str] | None = None, steps: int = 10, regularize=None,
                 known: Sequence[AMResult] = (), **kwargs) -> dict[str, torch.Tensor]:
@@ -391,12 +400,10 @@ def slope_sweep(model: nn.Module, targets: Sequence[int], slopes: Sequence[float
         label -> tensor (len(slopes), steps + 1) of scores averaged over the targets.
     """
     kinds = kinds or {"ProxyGrad": "proxygrad", "Leaky ReLU": "leaky"}
-    size = kwargs.get("size", 224)
+    size = kwargs.get("size", DEFAULT_SIZE)
     runs: dict[ActivationSpec, torch.Tensor] = {}
     for r in known:
-        if (r.targets, r.steps, r.images.shape[-1]) != (list(targets), steps, size):
-            raise ValueError(f"a known run of {r.spec} is on targets {r.targets}, {r.steps} steps at {r.images.shape[-1]} px, "
-                             f"not on {list(targets)}, {steps} steps at {size} px: pass runs of the same settings, or none")
+        _check_known(r, r.spec, targets, steps, size, f"a known run of {r.spec}", "pass runs of the same settings, or none")
         runs[parse_activation(r.spec)] = r.scores.mean(dim=1)
     for kind in kinds.values():
         for s in slopes:
@@ -434,11 +441,8 @@ def compare_over_seeds(model: nn.Module, targets: Sequence[int], specs: Sequence
     def final(spec: str, seed: int) -> torch.Tensor:
         if known is not None and seed == 0 and spec in known:
             r = known[spec][0]
-            size = kwargs.get("size", 224)
-            if (r.spec, r.targets, r.steps, r.images.shape[-1]) != (str(parse_activation(spec)), list(targets), steps, size):
-                raise ValueError(f"known[{spec!r}] is a run of {r.spec} on targets {r.targets}, {r.steps} steps at "
-                                 f"{r.images.shape[-1]} px, not of {spec} on {list(targets)}, {steps} steps at {size} px: "
-                                 "pass the compare() result of the same settings, or none")
+            _check_known(r, spec, targets, steps, kwargs.get("size", DEFAULT_SIZE), f"known[{spec!r}]",
+                         "pass the compare() result of the same settings, or none")
             return r.final.mean()
         return visualize(model, targets, spec, steps=steps, seed=seed, progress=False, **kwargs).final.mean()
 
