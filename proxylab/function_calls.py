@@ -353,7 +353,9 @@ def functional_modules(model: nn.Module) -> list[nn.Module]:
 def count_functional(model: nn.Module, example: torch.Tensor | None = None) -> int | None:
     """How many functional rectifier sites ``model`` has: by running ``example`` through it
     (no gradient, eval mode, modes restored) or, without one, by tracing it with ``torch.fx``;
-    None when it cannot be traced and no example is given."""
+    None when it cannot be traced and no example is given, and when a torch.nn layer, which fx does
+    not trace into, may call a rectifier function (``nn.TransformerEncoderLayer``'s F.relu): then
+    the conversion watches every forward rather than miss that call."""
     if example is not None:
         with evaluating(model), torch.no_grad(), converting(model, make=lambda site, old: None) as block:
             model(example)
@@ -381,6 +383,29 @@ def count_functional(model: nn.Module, example: torch.Tensor | None = None) -> i
     return n
 
 
+class _Uncountable(Exception):
+    """A leaf of the fx trace (a torch.nn layer) that may call a rectifier function in its forward."""
+
+
+def _hidden_call(module: nn.Module) -> str | None:
+    """The attribute (``"activation"``, ``"layers.0.activation"``) through which a torch.nn layer that fx
+    does not trace into may call a rectifier function: one of :data:`FUNCTIONS`, as
+    ``nn.TransformerEncoderLayer`` keeps ``F.relu``, or a callable from outside torch (a lambda, a
+    ``functools.partial``) whose calls nobody can know without running it. None when every callable
+    the layer holds is a torch function that is no rectifier (``F.gelu``)."""
+    for prefix, sub in module.named_modules():
+        for attr, value in vars(sub).items():
+            if not callable(value) or isinstance(value, (nn.Module, type)):
+                continue
+            try:
+                rectifier = value in FUNCTIONS
+            except TypeError:  # unhashable
+                rectifier = False
+            if rectifier or not str(getattr(value, "__module__", None) or "").startswith("torch"):
+                return f"{prefix}.{attr}" if prefix else attr
+    return None
+
+
 _traced_counts: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
 _trace_lock = threading.RLock()
 
@@ -396,7 +421,14 @@ class _CountingTracer(fx.Tracer):
         self.thread = threading.get_ident()
 
     def is_leaf_module(self, m, qualname):
-        return is_rectifier_module(m) or super().is_leaf_module(m, qualname)
+        if is_rectifier_module(m):
+            return True
+        leaf = super().is_leaf_module(m, qualname)
+        if leaf:
+            hidden = _hidden_call(m)
+            if hidden is not None:  # fx would not look inside, so its count would miss this call
+                raise _Uncountable(f"{qualname}{'.' * bool(qualname)}{hidden}")
+        return leaf
 
     def call_module(self, m, forward, args, kwargs):
         if threading.get_ident() != self.thread:

@@ -458,12 +458,64 @@ def test_a_block_in_which_the_model_never_runs_raises_nothing():
 
 
 def test_counting_by_running_sees_calls_that_fx_cannot():
-    """torch.nn's own layers are leaves of the fx count, so the F.relu inside a
-    TransformerEncoderLayer is invisible to it; running an example sees it."""
+    """torch.nn's own layers are leaves of the fx count, so fx cannot see the F.relu inside a
+    TransformerEncoderLayer: it says it does not know (None), and running an example counts it."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 8), nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0))
+    assert count_functional(model) is None
     assert count_functional(model, torch.randn(3, 1, 8)) == 1
     assert model.training  # the mode is restored after the count ran in eval mode
+
+
+def encoder(activation, seed=0):
+    """A ReLU module, then a TransformerEncoderLayer whose feed-forward rectifier is ``activation``
+    (the default F.relu, or an nn.ReLU module: the same network, seen from outside)."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(),
+                         nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0, activation=activation,
+                                                    batch_first=True)).eval()
+
+
+def encoder_grad(model, ctx):
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 4, requires_grad=True)
+    with ctx:
+        (model(x) * torch.arange(8.0)).sum().backward()  # a weighted sum: LayerNorm makes a plain sum flat
+    return x.grad
+
+
+@pytest.mark.parametrize("convert", [lambda m: proxygrad(m, 0.5), lambda m: swapped(m, "guided")],
+                         ids=["proxygrad", "swapped"])
+def test_an_f_relu_inside_a_torch_layer_is_converted_like_its_module_twin(convert):
+    """The F.relu a TransformerEncoderLayer calls is hidden from fx, which treats the layer as a
+    leaf. Counted as 0, the conversion skipped it silently (only the nn.ReLU beside it changed);
+    the layer's F.relu must be converted as its nn.ReLU twin is, and reported under its name."""
+    functional, twin = encoder("relu"), encoder(nn.ReLU())
+    assert encoder_grad(functional, convert(functional)).allclose(encoder_grad(twin, convert(twin)), atol=1e-6)
+    assert not encoder_grad(functional, convert(functional)).allclose(encoder_grad(functional, contextlib.nullcontext()), atol=1e-3)
+    keys = []
+    with rectifier_calls(functional, lambda key, out: keys.append(key)):
+        functional(torch.randn(1, 3, 4))
+    assert keys == ["1#0", "2/relu#0"]
+
+
+def test_a_torch_layer_whose_only_rectifier_is_f_relu_is_no_model_without_rectifiers():
+    """Without the nn.ReLU beside it, the hidden F.relu was the model's only rectifier: the fx count's
+    0 raised a false "no rectifier to convert"."""
+    model = nn.Sequential(nn.Linear(4, 8), nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0,
+                                                                     batch_first=True)).eval()
+    assert not encoder_grad(model, proxygrad(model, 1.0)).allclose(encoder_grad(model, contextlib.nullcontext()), atol=1e-3)
+    assert swap_activations(model, "guided").functional is None  # unknown without an example, not 0
+
+
+@pytest.mark.parametrize("activation, countable", [
+    ("gelu", True),  # F.gelu: a torch function and no rectifier
+    (F.relu, False), (lambda x: F.relu(x), False),  # a user's lambda could call anything
+])
+def test_the_fx_count_of_a_torch_layer_is_unknown_only_when_it_may_call_a_rectifier(activation, countable):
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.TransformerEncoderLayer(8, 2, dim_feedforward=16,
+                                                                                activation=activation))
+    assert count_functional(model) == (0 if countable else None)
 
 
 def test_a_second_swap_of_functional_calls_sees_the_first_like_a_module_swap():
