@@ -16,8 +16,13 @@ def shipped(name: str, root=None) -> dict | None:
 
 
 def provenance_line(merged: dict) -> str:
-    """One line saying what produced a merged result: jobs, CPU hours, devices, commit, command."""
+    """One line saying what produced a merged result: jobs, CPU hours, devices, the commits the jobs
+    were computed at (each job file records its own; "unknown" for jobs from before that), the
+    commit of the merge, and the command that regenerates or continues it."""
     prov = merged["provenance"]
+    commits = prov.get("job_commits") or {}
+    computed = ", ".join(f"{'unknown commit' if c == 'unknown' else c[:12]} ({n})" for c, n in commits.items())
     return (f"{prov['jobs_finished']} of {prov['jobs']} jobs finished ({prov['job_seconds_total'] / 3600:.1f} CPU hours on "
-            f"{'; '.join(prov['devices'])}), proxylab {prov['proxylab']}, commit {prov['git_commit']}; "
+            f"{'; '.join(prov['devices'])}), computed at {computed or 'unknown commit'}; merged at commit "
+            f"{prov['git_commit'][:12]}, proxylab {prov['proxylab']}; "
             f"regenerate or continue: {prov.get('command') or 'python -m proxylab reproduce NAME --out results'}")

@@ -63,7 +63,7 @@ def test_a_slice_of_the_shipped_result_recomputes(name):
         import tempfile
 
         # the CPU's sums depend on the thread count: recompute with the job's own (Ray workers use 1)
-        threads = re.search(r"(\d+) threads", record["device"])
+        threads = re.search(r"(\d+) threads?\b", record["device"])
         before = torch.get_num_threads()
         try:
             torch.set_num_threads(int(threads.group(1)) if threads else before)
@@ -116,3 +116,16 @@ def test_the_shipped_result_re_merges_from_its_job_files(name, tmp_path):
     merged, shipped = json.loads(json.dumps(merged)), dict(shipped)
     merged.pop("provenance"), shipped.pop("provenance")
     assert merged == shipped
+
+
+def test_the_provenance_line_names_the_commits_the_jobs_ran_at():
+    """The merge's commit says only when the JSON was written: the line must name each commit its
+    jobs were computed at, and say so when a job's commit is unknown."""
+    from proxylab.results import provenance_line
+
+    prov = {"jobs": 3, "jobs_finished": 3, "job_seconds_total": 7200, "devices": ["cpu"], "proxylab": "0.1.0",
+            "git_commit": "f" * 40, "command": "python -m proxylab reproduce x --out results",
+            "job_commits": {"a" * 40: 2, "unknown": 1}}
+    line = provenance_line({"provenance": prov})
+    assert "computed at aaaaaaaaaaaa (2), unknown commit (1); merged at commit ffffffffffff" in line
+    assert line.startswith("3 of 3 jobs finished (2.0 CPU hours on cpu)")
