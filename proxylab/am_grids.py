@@ -304,7 +304,42 @@ def transfer_merge(finished, folder: Folder, quick: bool, needed: dict) -> dict:
                 d = paired(j["probability"], base["judges"][judge][step]["probability"])
                 versus[f"{spec}/{step}/{maker}->{judge}"] = {k: (round(v, 5) if isinstance(v, float) else v)
                                                             for k, v in d.items()}
-    return {"experiment": "transfer", "quick": quick, "table": table, "vs_relu": versus}
+    return {"experiment": "transfer", "quick": quick, "table": table, "vs_relu": versus,
+            "markdown": transfer_markdown(table, versus)}
+
+
+def _short(model: str) -> str:
+    return model.replace("efficientnet-", "")
+
+
+def transfer_markdown(table: dict, versus: dict) -> str:
+    """The judged grid as markdown, one table per step (the last first): per maker and rule, the
+    maker's mean logit, each held-out judge's mean target probability with its top-5 count, and the
+    paired difference to ReLU's images under that judge with its reading (:func:`proxylab.report.verdict`)."""
+    from .report import _pm
+
+    steps = sorted({int(k) for by_step in table.values() for k in by_step}, reverse=True)
+    rules = [r for r in TRANSFER_RULES if r in table] + [r for r in table if r not in TRANSFER_RULES]
+    out = []
+    for step in steps:
+        lines = [f"**After {step} steps.** Target probability under each held-out judge (mean over classes; "
+                 "top-5: classes among the judge's first five), and its difference to ReLU's images of the same "
+                 "maker and class (mean ± SE, classes ahead: reading).", "",
+                 "| maker | rule | maker's logit | judged: probability (top-5) | minus ReLU, per judge |",
+                 "|---|---|---|---|---|"]
+        for maker in models.LITE_SIZES:
+            for rule in rules:
+                cell = table.get(rule, {}).get(str(step), {}).get(maker)
+                if cell is None:
+                    continue
+                judges = [j for j in models.LITE_SIZES if j in cell]
+                judged = ", ".join(f"{_short(j)} {cell[j]['probability']:.4f} ({cell[j]['top5']}/{cell[j]['classes']})"
+                                   for j in judges)
+                vs = "; ".join(f"{_short(j)} {_pm(v, 4)}" for j in judges
+                               if (v := versus.get(f"{rule}/{step}/{maker}->{j}")) is not None) or "–"
+                lines.append(f"| {_short(maker)} | `{rule}` | {cell['maker_logit']:.2f} | {judged} | {vs} |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
 
 
 # --------------------------------------------------------------------------- certified maxima

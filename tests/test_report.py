@@ -106,3 +106,39 @@ def test_ranking_orders_by_mean_and_reads_each_lead_with_the_one_rule():
     assert two[2] == "| 1 | `y` | 3.50 | 2.12 | +1.50 ± 0.50, 2/2 ahead: within noise |" and two[3] == "| 2 | `x` | 2.00 | 1.41 |  |"
     one = report.ranking({"x": [2.0], "y": [3.0]}).splitlines()
     assert one[2] == "| 1 | `y` | 3.00 | nan | +1.00 ± –, 1/1 ahead: within noise |" and one[3] == "| 2 | `x` | 2.00 | nan |  |"
+
+
+def transfer_runs(proxy_gain: float):
+    """Finished transfer jobs: Lite0 and Lite1 make 4 classes with ReLU and ProxyGrad 0.05; each
+    judge gives ReLU's images 0.1, 0.2, 0.3, 0.4 and ProxyGrad's the same plus ``proxy_gain`` per class
+    (plus a small spread so the SE is not zero)."""
+    from proxylab import models
+
+    finished = []
+    for maker in ("efficientnet-lite0", "efficientnet-lite1"):
+        for spec, gain in (("relu", 0.0), ("proxygrad:0.05", proxy_gain)):
+            judges = {}
+            for judge in models.LITE_SIZES:
+                if judge == maker:
+                    continue
+                p = [0.1 + gain, 0.2 + gain * 1.1, 0.3 + gain * 0.9, 0.4 + gain]
+                judges[judge] = {"500": {"probability": p, "top1": [True, False, False, False],
+                                         "top5": [True, True, False, False]}}
+            finished.append(({"model": maker, "spec": spec},
+                             {"maker_logit": {"500": [10.0, 12.0, 14.0, 16.0]}, "judges": judges}))
+    return finished
+
+
+@pytest.mark.parametrize("gain, word", [(0.2, "ahead"), (-0.2, "behind"), (0.0, "within noise")])
+def test_the_judged_grid_reads_proxygrad_against_relu_per_maker_and_judge(gain, word):
+    from proxylab import am_grids
+
+    merged = am_grids.transfer_merge(transfer_runs(gain), None, False, {})
+    md = merged["markdown"]
+    assert "| lite0 | `relu` | 13.00 | lite1 0.2500 (2/4), lite2 0.2500 (2/4) | – |" in md
+    assert f"| lite1 | `proxygrad:0.05` | 13.00 | lite0 {0.25 + gain:.4f} (2/4), lite2 {0.25 + gain:.4f} (2/4) |" in md
+    assert md.count(f"ahead: {word}") == 4  # 2 makers x 2 judges
+    line = report._transfer(merged)
+    assert line.startswith(f"ProxyGrad's images against ReLU's: ahead under {4 * (word == 'ahead')}, within noise under "
+                           f"{4 * (word == 'within noise')}, behind under {4 * (word == 'behind')} of 4 (maker, judge) pairs")
+    assert "made on lite1: ReLU lite0 0.250, lite2 0.250; `proxygrad:0.05` lite0" in line
