@@ -312,6 +312,27 @@ def _transfer(tr: dict) -> str:
             "(reading of the paired difference to ReLU by class): " + " — ".join(makers))
 
 
+def table3_judges(t3: dict, tr: dict, maker: str = "efficientnet-lite0") -> str:
+    """Table 3's judge columns, as markdown: each row's images are the held-out judges' verdict on
+    the transfer grid's run of the same rule on ``maker`` (Table 3's protocol). The mean logit of
+    that run is shown beside Table 3's own: equal, they are the same computation (same code path,
+    same thread count); different, the judges saw another run of the same protocol."""
+    step = str(max(int(k) for by_step in tr["table"].values() for k in by_step))
+    lines = ["| row | logit in Table 3 | logit of the judged run | judge | probability (top-5) | minus ReLU, by class |",
+             "|---|---|---|---|---|---|"]
+    for row in t3["rows"]:
+        cell = tr["table"].get(row["spec"], {}).get(step, {}).get(maker)
+        if cell is None:
+            lines.append(f"| `{row['spec']}` | {_mean(row['final_logits']):.2f} | not judged yet | | | |")
+            continue
+        for j in (j for j in cell if j != "maker_logit"):
+            v = tr["vs_relu"].get(f"{row['spec']}/{step}/{maker}->{j}")
+            lines.append(f"| `{row['spec']}` | {_mean(row['final_logits']):.2f} | {cell['maker_logit']:.2f} | "
+                         f"{j.replace('efficientnet-', '')} | {cell[j]['probability']:.3f} ({cell[j]['top5']}/{cell[j]['classes']}) "
+                         f"| {'–' if v is None else _pm(v, 3)} |")
+    return "\n".join(lines)
+
+
 def _label(spec: str) -> str:
     kind, slope = spec.split(":")
     return f"{'PG' if kind == 'proxygrad' else 'Leaky'} {slope}"

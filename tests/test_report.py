@@ -142,3 +142,19 @@ def test_the_judged_grid_reads_proxygrad_against_relu_per_maker_and_judge(gain, 
     assert line.startswith(f"ProxyGrad's images against ReLU's: ahead under {4 * (word == 'ahead')}, within noise under "
                            f"{4 * (word == 'within noise')}, behind under {4 * (word == 'behind')} of 4 (maker, judge) pairs")
     assert "made on lite1: ReLU lite0 0.250, lite2 0.250; `proxygrad:0.05` lite0" in line
+
+
+def test_table3_judge_columns_come_from_the_judged_run_of_each_row():
+    """Each Table 3 row is judged through the transfer grid's run of its rule on Lite0: the row shows
+    both logits (a mismatch means the judges saw another run), and a rule not judged yet says so."""
+    from proxylab import am_grids
+
+    tr = am_grids.transfer_merge(transfer_runs(0.2), None, False, {})
+    t3 = {"rows": [{"spec": "relu", "final_logits": [10.0, 12.0, 14.0, 16.0]},
+                   {"spec": "proxygrad:0.05", "final_logits": [11.0, 12.0, 14.0, 16.0]},
+                   {"spec": "leaky:0.01", "final_logits": [9.0, 9.0, 9.0, 9.0]}]}
+    md = report.table3_judges(t3, tr)
+    assert "| `relu` | 13.00 | 13.00 | lite1 | 0.250 (2/4) | – |" in md
+    assert "| `proxygrad:0.05` | 13.25 | 13.00 | lite2 | 0.450 (2/4) | +0.200 ± " in md
+    assert "| `leaky:0.01` | 9.00 | not judged yet |" in md
+    assert "lite0 |" not in md  # Lite0 made the images: it is no judge of them
