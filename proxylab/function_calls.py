@@ -18,6 +18,9 @@ active every torch call made inside a forward of the model passes through the mo
 (a few microseconds each; ``benchmarks/bench_am.py`` measures AM on GoogLeNet against its bare
 forward and backward).
 
+Out of reach: a rectifier inside a fused kernel, such as ``nn.RNN(nonlinearity="relu")`` (its ReLU runs
+inside ``_VF.rnn_relu``, no Python call), is neither counted nor converted.
+
 Threads: torch's mode stack is per thread, so the mode is entered by the module hooks in whichever
 thread starts a forward of the model, for that forward only, and each thread follows its own
 running modules; other threads' modules (and the model run elsewhere outside a conversion) are
@@ -362,7 +365,7 @@ def count_functional(model: nn.Module, example: torch.Tensor | None = None) -> i
         return len(block.sites)
     # a module swapped in since the last count: count again (rectifier modules are leaves of the
     # trace, so swapping one for another, as every ``with proxygrad`` does, changes nothing)
-    shape = tuple(None if is_rectifier_module(m) else id(m) for m in model.modules())
+    shape = tuple(None if is_rectifier_module(m) else (id(m), _callables(m)) for m in model.modules())
     cached = _traced_counts.get(model)
     if cached is not None and cached[0] == shape:
         return cached[1]
@@ -387,13 +390,28 @@ class _Uncountable(Exception):
     """A leaf of the fx trace (a torch.nn layer) that may call a rectifier function in its forward."""
 
 
+def _from_torch(obj) -> bool:
+    """Whether ``obj`` (a function, a method descriptor such as ``torch.Tensor.tanh``, a class) is
+    torch's own: its module is ``torch`` or ``torch.*`` (not torchvision, not a user's ``torch_utils``)."""
+    module = getattr(obj, "__module__", None) or getattr(getattr(obj, "__objclass__", None), "__module__", None)
+    return isinstance(module, str) and (module == "torch" or module.startswith("torch."))
+
+
 def _hidden_call(module: nn.Module) -> str | None:
-    """The attribute (``"activation"``, ``"layers.0.activation"``) through which a torch.nn layer that fx
-    does not trace into may call a rectifier function: one of :data:`FUNCTIONS`, as
-    ``nn.TransformerEncoderLayer`` keeps ``F.relu``, or a callable from outside torch (a lambda, a
-    ``functools.partial``) whose calls nobody can know without running it. None when every callable
-    the layer holds is a torch function that is no rectifier (``F.gelu``)."""
+    """The name (``"activation"``, ``"layers.0.activation"``, ``"layers.0"``) through which a torch.nn
+    layer that fx does not trace into may call a rectifier function in its forward: an attribute that
+    is one of :data:`FUNCTIONS` (``nn.TransformerEncoderLayer`` keeps ``F.relu``) or a callable from
+    outside torch (a lambda, a ``functools.partial``, a user's function), a submodule from outside
+    torch (a user's layer, whose forward nobody can read without running it), or an
+    ``nn.Hardtanh(0, 6)``, which calls ``F.hardtanh(x, 0, 6)``, ReLU6. None when everything the layer
+    holds is torch's own and no rectifier (``F.gelu``, ``nn.GELU``, ``nn.MultiheadAttention``)."""
     for prefix, sub in module.named_modules():
+        if is_rectifier_module(sub):
+            continue  # a module the conversion replaces
+        if not _from_torch(type(sub)):
+            return prefix or "."
+        if isinstance(sub, nn.Hardtanh) and (float(sub.min_val), float(sub.max_val)) == (0.0, 6.0):
+            return prefix or "."
         for attr, value in vars(sub).items():
             if not callable(value) or isinstance(value, (nn.Module, type)):
                 continue
@@ -401,9 +419,15 @@ def _hidden_call(module: nn.Module) -> str | None:
                 rectifier = value in FUNCTIONS
             except TypeError:  # unhashable
                 rectifier = False
-            if rectifier or not str(getattr(value, "__module__", None) or "").startswith("torch"):
+            if rectifier or not _from_torch(value):
                 return f"{prefix}.{attr}" if prefix else attr
     return None
+
+
+def _callables(module: nn.Module) -> tuple:
+    """The identities of the callables a module holds as plain attributes (``activation``): the fx
+    count depends on them, so its cache must too."""
+    return tuple(id(v) for v in vars(module).values() if callable(v) and not isinstance(v, (nn.Module, type)))
 
 
 _traced_counts: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()

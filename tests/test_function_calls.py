@@ -508,14 +508,57 @@ def test_a_torch_layer_whose_only_rectifier_is_f_relu_is_no_model_without_rectif
     assert swap_activations(model, "guided").functional is None  # unknown without an example, not 0
 
 
+class UserRelu(nn.Module):
+    """A user's activation layer: its forward calls F.relu, and nobody can see that without running it."""
+
+    def forward(self, x):
+        return F.relu(x)
+
+
+torch_utils = types.ModuleType("torch_utils")  # a user's module whose name merely starts with "torch"
+exec("import torch.nn.functional as F\ndef my_relu(x):\n    return F.relu(x)\n", torch_utils.__dict__)
+
+
 @pytest.mark.parametrize("activation, countable", [
-    ("gelu", True),  # F.gelu: a torch function and no rectifier
+    ("gelu", True), (nn.GELU(), True),  # F.gelu and its module: torch's own, no rectifier
+    (torch.Tensor.tanh, True),  # a method descriptor (no __module__ of its own): torch's, no rectifier
     (F.relu, False), (lambda x: F.relu(x), False),  # a user's lambda could call anything
+    (UserRelu(), False),  # a user's module inside a torch.nn layer runs a forward fx never reads
+    (torch_utils.my_relu, False),  # "torch_utils" is not torch
 ])
 def test_the_fx_count_of_a_torch_layer_is_unknown_only_when_it_may_call_a_rectifier(activation, countable):
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.TransformerEncoderLayer(8, 2, dim_feedforward=16,
                                                                                 activation=activation))
     assert count_functional(model) == (0 if countable else None)
+
+
+@pytest.mark.parametrize("activation", [UserRelu(), torch_utils.my_relu], ids=["user module", "torch_utils function"])
+def test_a_rectifier_behind_a_users_layer_inside_a_torch_layer_is_converted(activation):
+    functional, twin = encoder(activation), encoder(nn.ReLU())
+    assert encoder_grad(functional, proxygrad(functional, 0.5)).allclose(encoder_grad(twin, proxygrad(twin, 0.5)),
+                                                                         atol=1e-6)
+
+
+def test_a_hardtanh_from_0_to_6_is_relu6_to_the_count_too():
+    """nn.Hardtanh(0, 6) is no rectifier module, but its forward calls F.hardtanh(x, 0, 6), which the
+    conversion treats as ReLU6: the fx count must not call the model rectifier-free."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Hardtanh(0.0, 6.0))
+    assert count_functional(model) is None
+    assert count_functional(nn.Sequential(nn.Linear(3, 4), nn.Hardtanh(-1.0, 1.0))) == 0  # a clamp, not ReLU6
+    x = torch.randn(5, 3, requires_grad=True)
+    with proxygrad(model, 1.0):
+        model(x).sum().backward()
+    assert x.grad.allclose(model[0].weight.sum(0).expand(5, 3))  # slope 1: every unit passes the gradient
+
+
+def test_the_fx_count_follows_a_layer_whose_activation_is_changed():
+    """The count is cached per model; changing a layer's activation attribute changes the count."""
+    layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, activation="gelu")
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), layer)
+    assert count_functional(model) == 0
+    layer.activation = F.relu
+    assert count_functional(model) is None
 
 
 def test_a_second_swap_of_functional_calls_sees_the_first_like_a_module_swap():
