@@ -26,15 +26,18 @@ README_START, README_END = "<!-- results-table-start -->", "<!-- results-table-e
 
 
 # --------------------------------------------------------------------------- the one rule
-def verdict(mean: float, se: float | None, ahead: int, n: int) -> str:
+def verdict(mean: float, se: float | None, ahead: int, n: int, behind: int | None = None) -> str:
     """``"ahead"``, ``"behind"`` or ``"within noise"`` for ``n`` paired differences with this mean,
-    standard error and number of pairs ahead (difference > 0); see the module's docstring."""
+    standard error, number of pairs ahead (difference > 0) and number behind (difference < 0); see the
+    module's docstring. A tie (difference exactly 0) counts for neither side. Where only the number
+    ahead is known (``behind`` None), the others stand for the number behind."""
     if n < 2 or se is None or math.isnan(se):
         return "within noise"
+    behind = n - ahead if behind is None else behind
     bar = critical_t(n) * se
     if mean > bar and ahead > n / 2:
         return "ahead"
-    if mean < -bar and n - ahead > n / 2:
+    if mean < -bar and behind > n / 2:
         return "behind"
     return "within noise"
 
@@ -54,7 +57,8 @@ def paired(values: Sequence[float], base: Sequence[float]) -> dict:
     mean = sum(d) / n
     se = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1) / n) if n > 1 else None
     ahead = sum(x > 0 for x in d)
-    return {"mean": mean, "se": se, "ahead": ahead, "n": n, "verdict": verdict(mean, se, ahead, n)}
+    return {"mean": mean, "se": se, "ahead": ahead, "n": n,
+            "verdict": verdict(mean, se, ahead, n, behind=sum(x < 0 for x in d))}
 
 
 def paired_table(accuracies: dict[str, list[float]]) -> str:

@@ -15,14 +15,24 @@ def shipped(name: str, root=None) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _short(commit: str | None) -> str:
+    """A commit as the line shows it: 12 hex digits, with the dirty mark and its diff hash kept."""
+    if not commit or commit == "unknown":
+        return "unknown commit"
+    sha, dirty, diff = commit.partition("-dirty-")
+    return sha[:12] + (f"-dirty-{diff}" if dirty else "")
+
+
 def provenance_line(merged: dict) -> str:
-    """One line saying what produced a merged result: jobs, CPU hours, devices, the commits the jobs
-    were computed at (each job file records its own; "unknown" for jobs from before that), the
-    commit of the merge, and the command that regenerates or continues it."""
+    """One line saying what produced a merged result: jobs, hours of job time, devices, the commits
+    the jobs were computed at (each job file records its own; "unknown commit" for jobs from before
+    that, or run outside a git checkout), the commit of the merge, and the command that regenerates
+    or continues it."""
     prov = merged["provenance"]
     commits = prov.get("job_commits") or {}
-    computed = ", ".join(f"{'unknown commit' if c == 'unknown' else c[:12]} ({n})" for c, n in commits.items())
-    return (f"{prov['jobs_finished']} of {prov['jobs']} jobs finished ({prov['job_seconds_total'] / 3600:.1f} CPU hours on "
-            f"{'; '.join(prov['devices'])}), computed at {computed or 'unknown commit'}; merged at commit "
-            f"{prov['git_commit'][:12]}, proxylab {prov['proxylab']}; "
+    computed = ", ".join(f"{_short(c)} ({n})" for c, n in commits.items())
+    kind = "CPU" if all(d.startswith("cpu") for d in prov["devices"]) else "job"
+    return (f"{prov['jobs_finished']} of {prov['jobs']} jobs finished ({prov['job_seconds_total'] / 3600:.1f} {kind} hours "
+            f"on {'; '.join(prov['devices'])}), computed at {computed or 'unknown commit'}; merged at "
+            f"{_short(prov.get('git_commit')).replace('unknown commit', 'an unknown commit')}, proxylab {prov['proxylab']}; "
             f"regenerate or continue: {prov.get('command') or 'python -m proxylab reproduce NAME --out results'}")

@@ -54,6 +54,15 @@ def test_paired_uses_the_sample_standard_error():
         report.paired([1.0, 2.0], [0.0])  # unpaired lengths are a mistake, not a shorter comparison
 
 
+def test_ties_count_for_neither_side():
+    """Five ties and four differences of the same size: the mirror images must read alike. Counting
+    the ties as behind read the negative case "behind" while only 4 of 9 pairs are below."""
+    zeros = [0.0] * 9
+    up, down = report.paired([0.0] * 5 + [1.0] * 4, zeros), report.paired([0.0] * 5 + [-1.0] * 4, zeros)
+    assert up["verdict"] == down["verdict"] == "within noise"
+    assert report.paired([0.0] * 2 + [-1.0] * 7, zeros)["verdict"] == "behind"  # 7 of 9 below
+
+
 def test_update_readme_rewrites_only_the_block(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{report.README_START}\nstale\n{report.README_END}\noutro\n")

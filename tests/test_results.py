@@ -136,5 +136,11 @@ def test_the_provenance_line_names_the_commits_the_jobs_ran_at():
             "git_commit": "f" * 40, "command": "python -m proxylab reproduce x --out results",
             "job_commits": {"a" * 40: 2, "unknown": 1}}
     line = provenance_line({"provenance": prov})
-    assert "computed at aaaaaaaaaaaa (2), unknown commit (1); merged at commit ffffffffffff" in line
+    assert "computed at aaaaaaaaaaaa (2), unknown commit (1); merged at ffffffffffff," in line
     assert line.startswith("3 of 3 jobs finished (2.0 CPU hours on cpu)")
+    # two dirty states stay apart, a merge outside a git checkout has no commit, a GPU's hours are no CPU hours
+    prov.update(job_commits={"b" * 40 + "-dirty-0123456789": 3, "b" * 40 + "-dirty-abcdefabcd": 1}, git_commit=None,
+                devices=["cuda: NVIDIA H200"])
+    line = provenance_line({"provenance": prov})
+    assert "computed at bbbbbbbbbbbb-dirty-0123456789 (3), bbbbbbbbbbbb-dirty-abcdefabcd (1); merged at an unknown commit" in line
+    assert "(2.0 job hours on cuda: NVIDIA H200)" in line
