@@ -281,9 +281,10 @@ def run_transfer(params: dict, workdir: Path) -> dict:
 
 
 def transfer_merge(finished, folder: Folder, quick: bool, needed: dict) -> dict:
-    """Per rule and step: a 3 x 3 table of the mean target probability (maker rows, judge columns;
-    the diagonal is the maker's own softmax probability), top-5 counts, and ProxyGrad's and Leaky
-    ReLU's paired difference to ReLU under each held-out judge (by class)."""
+    """Per rule and step: a table of makers (rows) and held-out judges (columns; a maker never judges
+    its own images) with the mean target probability, top-1 and top-5 counts (classes), and the maker's
+    mean logit; every rule's paired difference to ReLU by class, under each judge (``vs_relu``) and in
+    the maker's own logit (``maker_vs_relu``)."""
     table: dict = {}
     for p, r in finished:
         for step, logits in r["maker_logit"].items():
@@ -294,38 +295,44 @@ def transfer_merge(finished, folder: Folder, quick: bool, needed: dict) -> dict:
                 cell[judge] = {"probability": round(sum(j["probability"]) / len(j["probability"]), 5),
                                "top5": sum(j["top5"]), "top1": sum(j["top1"]), "classes": len(j["top5"])}
     versus: dict = {}
+    own: dict = {}
+    rounded = lambda d: {k: (round(v, 5) if isinstance(v, float) else v) for k, v in d.items()}  # noqa: E731
     runs = {(p["model"], p["spec"]): r for p, r in finished}
     for (maker, spec), r in runs.items():
         base = runs.get((maker, "relu"))
         if spec == "relu" or base is None:
             continue
+        for step, logits in r["maker_logit"].items():
+            own[f"{spec}/{step}/{maker}"] = rounded(paired(logits, base["maker_logit"][step]))
         for judge, by_step in r["judges"].items():
             for step, j in by_step.items():
                 d = paired(j["probability"], base["judges"][judge][step]["probability"])
                 versus[f"{spec}/{step}/{maker}->{judge}"] = {k: (round(v, 5) if isinstance(v, float) else v)
                                                             for k, v in d.items()}
-    return {"experiment": "transfer", "quick": quick, "table": table, "vs_relu": versus,
-            "markdown": transfer_markdown(table, versus)}
+    return {"experiment": "transfer", "quick": quick, "table": table, "vs_relu": versus, "maker_vs_relu": own,
+            "markdown": transfer_markdown(table, versus, own)}
 
 
 def _short(model: str) -> str:
     return model.replace("efficientnet-", "")
 
 
-def transfer_markdown(table: dict, versus: dict) -> str:
+def transfer_markdown(table: dict, versus: dict, own: dict | None = None) -> str:
     """The judged grid as markdown, one table per step (the last first): per maker and rule, the
-    maker's mean logit, each held-out judge's mean target probability with its top-5 count, and the
-    paired difference to ReLU's images under that judge with its reading (:func:`proxylab.report.verdict`)."""
+    maker's mean logit and its paired difference to ReLU's, each held-out judge's mean target
+    probability with its top-5 count, and the paired difference to ReLU's images under that judge,
+    each with its reading (:func:`proxylab.report.verdict`)."""
     from .report import _pm
 
     steps = sorted({int(k) for by_step in table.values() for k in by_step}, reverse=True)
     rules = [r for r in TRANSFER_RULES if r in table] + [r for r in table if r not in TRANSFER_RULES]
     out = []
     for step in steps:
-        lines = [f"**After {step} steps.** Target probability under each held-out judge (mean over classes; "
-                 "top-5: classes among the judge's first five), and its difference to ReLU's images of the same "
-                 "maker and class (mean ± SE, classes ahead: reading).", "",
-                 "| maker | rule | maker's logit | judged: probability (top-5) | minus ReLU, per judge |",
+        lines = [f"**After {step} steps.** The maker's own mean logit, and the target probability under each "
+                 "held-out judge (mean over classes; top-5: how many classes are among the judge's first five); "
+                 "each against ReLU's images of the same maker and class: this rule minus ReLU, mean ± SE, "
+                 "classes ahead: reading.", "",
+                 "| maker | rule | maker's logit (minus ReLU) | judged: probability, top-5 | probability minus ReLU, per judge |",
                  "|---|---|---|---|---|"]
         for maker in models.LITE_SIZES:
             for rule in rules:
@@ -333,11 +340,13 @@ def transfer_markdown(table: dict, versus: dict) -> str:
                 if cell is None:
                     continue
                 judges = [j for j in models.LITE_SIZES if j in cell]
-                judged = ", ".join(f"{_short(j)} {cell[j]['probability']:.4f} ({cell[j]['top5']}/{cell[j]['classes']})"
+                judged = ", ".join(f"{_short(j)} {cell[j]['probability']:.4f}, top-5 {cell[j]['top5']}/{cell[j]['classes']}"
                                    for j in judges)
                 vs = "; ".join(f"{_short(j)} {_pm(v, 4)}" for j in judges
                                if (v := versus.get(f"{rule}/{step}/{maker}->{j}")) is not None) or "–"
-                lines.append(f"| {_short(maker)} | `{rule}` | {cell['maker_logit']:.2f} | {judged} | {vs} |")
+                mine = (own or {}).get(f"{rule}/{step}/{maker}")
+                logit = f"{cell['maker_logit']:.2f}" + (f" ({_pm(mine, 2)})" if mine else "")
+                lines.append(f"| {_short(maker)} | `{rule}` | {logit} | {judged} | {vs} |")
         out.append("\n".join(lines))
     return "\n\n".join(out)
 

@@ -144,13 +144,15 @@ def test_the_judged_grid_reads_proxygrad_against_relu_per_maker_and_judge(gain, 
 
     merged = am_grids.transfer_merge(transfer_runs(gain), None, False, {})
     md = merged["markdown"]
-    assert "| lite0 | `relu` | 13.00 | lite1 0.2500 (2/4), lite2 0.2500 (2/4) | – |" in md
-    assert f"| lite1 | `proxygrad:0.05` | 13.00 | lite0 {0.25 + gain:.4f} (2/4), lite2 {0.25 + gain:.4f} (2/4) |" in md
-    assert md.count(f"ahead: {word}") == 4  # 2 makers x 2 judges
+    assert "| lite0 | `relu` | 13.00 | lite1 0.2500, top-5 2/4, lite2 0.2500, top-5 2/4 | – |" in md
+    assert (f"| lite1 | `proxygrad:0.05` | 13.00 (+0.00 ± 0.00, 0/4 ahead: within noise) | lite0 {0.25 + gain:.4f}, "
+            f"top-5 2/4, lite2 {0.25 + gain:.4f}, top-5 2/4 |") in md
+    # 2 makers x 2 judges, and each maker's own logit (equal for both rules here: within noise)
+    assert md.count(f"ahead: {word}") == 4 + 2 * (word == "within noise")
     line = report._transfer(merged)
     assert line.startswith(f"ProxyGrad's images against ReLU's: ahead under {4 * (word == 'ahead')}, within noise under "
                            f"{4 * (word == 'within noise')}, behind under {4 * (word == 'behind')} of 4 (maker, judge) pairs")
-    assert "made on lite1: ReLU lite0 0.250, lite2 0.250; `proxygrad:0.05` lite0" in line
+    assert "made on lite1: ReLU lite0 0.250, lite2 0.250; `proxygrad:0.05` own logit +0.0 (within noise), judged lite0" in line
 
 
 def test_table3_judge_columns_come_from_the_judged_run_of_each_row():
