@@ -325,8 +325,9 @@ def _transfer(tr: dict) -> str:
 def table3_judges(t3: dict, tr: dict, maker: str = "efficientnet-lite0") -> str:
     """Table 3's judge columns, as markdown: each row's images are the held-out judges' verdict on
     the transfer grid's run of the same rule on ``maker`` (Table 3's protocol). The mean logit of
-    that run is shown beside Table 3's own: equal, they are the same computation (same code path,
-    same thread count); different, the judges saw another run of the same protocol."""
+    that run is shown beside Table 3's own: equal to the shown digits, the judged images are very
+    likely Table 3's (same protocol, code path and thread count; the job files hold the per-class
+    logits to compare in full); different, the judges saw another run of the same protocol."""
     step = str(max(int(k) for by_step in tr["table"].values() for k in by_step))
     lines = ["| row | logit in Table 3 | logit of the judged run | judge | probability (top-5) | minus ReLU, by class |",
              "|---|---|---|---|---|---|"]
