@@ -337,6 +337,24 @@ def quick_t3(label: str) -> tuple[float, list[float]]:
     return float(m.group(1)), [float(v) for v in m.group(2).split(",")]
 
 
+def lucent_logits(spec: str) -> list[float]:
+    """08's lucent run (cell a345893c's output): the per-class original logits of ``spec``."""
+    m = re.search(r"lucent render_vis, " + re.escape(spec) + r"\s*: mean original logit\s+[-\d.]+\s+per class \[([^\]]*)\]",
+                  OUT("08", "a345893c"))
+    assert m, f"08's lucent run has no row {spec!r}"
+    return [float(v) for v in m.group(1).split(",")]
+
+
+def lucent_reading() -> tuple:
+    """How many classes the lucent ProxyGrad run ends above ReLU's, the one it gains most on, the ones below."""
+    from proxylab import models
+    proxy, relu = lucent_logits("proxygrad:0.05"), lucent_logits("relu")
+    names = models.PAPER_CLASSES[:len(relu)]
+    gains = [p - r for p, r in zip(proxy, relu)]
+    return (f"{sum(g > 0 for g in gains)} of {len(gains)}", names[gains.index(max(gains))],
+            " and the ".join(n for n, g in zip(names, gains) if g < 0))
+
+
 def quick_t3_order() -> str:
     means = [quick_t3(label)[0] for label in ("ProxyGrad 0.05", "ReLU", "Leaky ReLU 0.01")]
     return "the shipped table's" if means == sorted(means, reverse=True) and t3_order() == "high to low" else "?"
@@ -729,6 +747,8 @@ CLAIMS: dict[tuple[str, str], list[C]] = {
           lambda: (paper_pfnet_gap(), paper_best("caltech101", "pfnet18"))),
     ],
     # ---------------------------------------------------------------- notebook 08 (no shipped result; its quick run's outputs)
+    ("08", "9c4e2f17"): [  # the lucent run (cell a345893c's output)
+        C("ends with a higher\noriginal logit for {} classes (the {} most) and a lower one for the {}", lucent_reading)],
     ("08", "1c118289"): [
         C("Against ReLU, in the committed quick run, ProxyGrad leads on {} seed yet is {}",
           lambda: (ranked("proxygrad:0.05", "relu")[1], ranked("proxygrad:0.05", "relu")[0])),
