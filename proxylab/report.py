@@ -317,7 +317,9 @@ def _transfer(tr: dict) -> str:
           f"{words.count('within noise')}, behind under {words.count('behind')} of {len(words)} (maker, judge) pairs "
           "(the two judges of a maker see the same images, and the three networks are one family: the pairs are "
           "not independent; within noise is no proof of equal)")
-    return (f"{pg}. After {step} steps, per maker: each rule's own logit minus ReLU's, and the target probability "
+    holds = ("yes" if words and all(w == "ahead" for w in words) else
+             "no" if "behind" in words and "ahead" not in words else "not settled")
+    return (f"{holds}: {pg}. After {step} steps, per maker: each rule's own logit minus ReLU's, and the target probability "
             "under each held-out judge, mean over classes (reading of the paired difference to ReLU by class): "
             + " — ".join(makers))
 

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from . import models, plotting
-from .am_grids import FIG2_SLOPES
+from .am_grids import FIG2_SLOPES, TRANSFER_RULES
 from .proxygrad import KIND_LABELS, ActivationSpec, parse_activation
 from .stats_grids import FIGURE4_MEASURES, TABLE5_SLOPES, by_kind
 from .training_grids import table4_jobs
@@ -215,6 +215,44 @@ def certify(merged: dict, folder: Path | None = None):
     return fig
 
 
+def transfer(merged: dict, folder: Path | None = None):
+    """The judged grid after the last step: per rule, the target probability under each held-out
+    judge (a bar per maker -> judge pair, mean over classes), the maker's own logit beside it."""
+    table = merged["table"]
+    step = str(max(int(k) for by_step in table.values() for k in by_step))
+    rules = [r for r in TRANSFER_RULES if r in table]
+    pairs = sorted({(m, j) for r in rules for m, cell in table[r].get(step, {}).items() for j in cell if j != "maker_logit"},
+                   key=lambda mj: (list(models.LITE_SIZES).index(mj[0]), list(models.LITE_SIZES).index(mj[1])))
+    if not pairs:
+        return None
+    short = lambda m: m.replace("efficientnet-", "")  # noqa: E731
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"width_ratios": [3, 2]})
+    width = 0.8 / len(pairs)
+    for k, (m, j) in enumerate(pairs):
+        xs = [i + (k - (len(pairs) - 1) / 2) * width for i in range(len(rules))]
+        ax.bar(xs, [table[r].get(step, {}).get(m, {}).get(j, {}).get("probability", float("nan")) for r in rules],
+               width, label=f"made on {short(m)}, judged by {short(j)}")
+    ax.set_xticks(range(len(rules)), rules, rotation=30, ha="right", fontsize=8)
+    ax.set(ylabel="target probability (mean over classes)", ylim=(0, 1),
+           title=f"held-out judges after {step} steps (chance: 0.001)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7)
+    makers = sorted({m for m, _ in pairs}, key=list(models.LITE_SIZES).index)
+    for k, m in enumerate(makers):
+        xs = [i + (k - (len(makers) - 1) / 2) * 0.8 / len(makers) for i in range(len(rules))]
+        ax2.bar(xs, [table[r].get(step, {}).get(m, {}).get("maker_logit", float("nan")) for r in rules],
+                0.8 / len(makers), label=f"{short(m)}'s own logit")
+    ax2.set_xticks(range(len(rules)), rules, rotation=30, ha="right", fontsize=8)
+    ax2.set(ylabel="mean logit of the maker", title="the maker's own score")
+    ax2.grid(alpha=0.3, axis="y")
+    ax2.legend(fontsize=7)
+    prov = merged.get("provenance", {})
+    if prov.get("jobs_finished", 0) < prov.get("jobs", 0):
+        fig.suptitle(f"partial grid: {prov['jobs_finished']} of {prov['jobs']} jobs", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 FIGURES = {
     "figure2": {"figure2.png": figure2, "figure2_curves.png": figure2_curves},
     "table3": {"table3.png": image_rows("Table 3")},
@@ -225,4 +263,5 @@ FIGURES = {
     "table4-paper": {"table4-paper.md": lambda merged, folder: merged["markdown"] + "\n"},
     "diagnostic": {"diagnostic.png": diagnostic},
     "certify": {"certify.png": certify},
+    "transfer": {"transfer.png": transfer},
 }

@@ -337,6 +337,38 @@ def quick_t3(label: str) -> tuple[float, list[float]]:
     return float(m.group(1)), [float(v) for v in m.group(2).split(",")]
 
 
+L0, L1, L2 = "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"
+
+
+def tr_cell(spec: str, judge: str, step: str = "500", maker: str = L0) -> dict:
+    """The shipped transfer grid: ``spec``'s images made on ``maker``, under ``judge``."""
+    return R("transfer")["table"][spec][step][maker][judge]
+
+
+def tr_vs(spec: str, judge: str, step: str = "500", maker: str = L0) -> dict:
+    return R("transfer")["vs_relu"][f"{spec}/{step}/{maker}->{judge}"]
+
+
+def tr_word(specs, *, judges=(L1, L2)) -> str:
+    """The one reading all of ``specs`` get under every judge against ReLU, or "?"."""
+    words = {tr_vs(spec, j)["verdict"] for spec in specs for j in judges}
+    return words.pop() if len(words) == 1 else "?"
+
+
+def tr_direction(spec: str) -> str:
+    """"higher" / "lower" when ``spec``'s judged probability is above / below ReLU's under both judges."""
+    d = [tr_cell(spec, j)["probability"] - tr_cell("relu", j)["probability"] for j in (L1, L2)]
+    return "higher" if all(x > 0 for x in d) else "lower" if all(x < 0 for x in d) else "?"
+
+
+def t3_rerun_rows() -> str:
+    """How many of Table 3's rows the transfer grid's Lite0 jobs recomputed to the stored digits."""
+    jobs = [json.loads(f.read_text()) for f in (ROOT / "results" / "transfer" / "jobs").glob("*.json")]
+    logits = {j["params"]["spec"]: j["result"]["maker_logit"]["500"] for j in jobs if j["params"]["model"] == L0}
+    same = sum(logits.get(row["spec"]) == row["final_logits"] for row in R("table3")["rows"])
+    return {3: "all three"}.get(same, f"{same} of the")
+
+
 def lucent_logits(spec: str) -> list[float]:
     """08's lucent run (cell a345893c's output): the per-class original logits of ``spec``."""
     m = re.search(r"lucent render_vis, " + re.escape(spec) + r"\s*: mean original logit\s+[-\d.]+\s+per class \[([^\]]*)\]",
@@ -579,6 +611,17 @@ CLAIMS: dict[tuple[str, str], list[C]] = {
                                                       t3("relu")[4])),
         C("had ProxyGrad {} for all {} classes ({:.1f} against ReLU's {:.1f})",
           lambda: (f2(REG500, 0.05)["verdict"], f2(REG500, 0.05)["ahead"], f2(REG500, 0.05)["mean"], f2(REG500, 0.05)["relu"])),
+        C("ran {} rows again on one thread", t3_rerun_rows),
+        C("ReLU's with probability {:.2f} under Lite1 and {:.2f} under\nLite2, its class among their first five for {} and {} of {} classes",
+          lambda: (tr_cell("relu", L1)["probability"], tr_cell("relu", L2)["probability"], tr_cell("relu", L1)["top5"],
+                   tr_cell("relu", L2)["top5"], tr_cell("relu", L1)["classes"])),
+        C("ProxyGrad's images score {} under\nboth ({:.2f} and {:.2f}), but paired by class that is {} ({:+.2f} ± {:.2f} and {:+.2f} ± {:.2f}, {} and {} of\n{} classes ahead)",
+          lambda: (tr_direction("proxygrad:0.05"), tr_cell("proxygrad:0.05", L1)["probability"],
+                   tr_cell("proxygrad:0.05", L2)["probability"], tr_word(["proxygrad:0.05"]),
+                   tr_vs("proxygrad:0.05", L1)["mean"], tr_vs("proxygrad:0.05", L1)["se"],
+                   tr_vs("proxygrad:0.05", L2)["mean"], tr_vs("proxygrad:0.05", L2)["se"],
+                   tr_vs("proxygrad:0.05", L1)["ahead"], tr_vs("proxygrad:0.05", L2)["ahead"], tr_vs("proxygrad:0.05", L1)["n"])),
+        C("the Leaky ReLU network's are {} under both", lambda: tr_word(["leaky:0.01"])),
     ],
     ("06", "8d18478d"): [  # the blur's kernel, from the blur's own formula
         C(r"$\sigma = 0.5$ px ({}-tap kernel [{:.4f}, {:.3f}, {:.3f}, {:.3f}, {:.4f}]",
@@ -746,6 +789,20 @@ CLAIMS: dict[tuple[str, str], list[C]] = {
         C("where the two are within about {:.0f} point on PFNet18 and {} is best on Caltech101",
           lambda: (paper_pfnet_gap(), paper_best("caltech101", "pfnet18"))),
     ],
+    ("06b", "ab086108"): [  # reading the judged grid (partial)
+        C("a partial grid: {} of its {} jobs", lambda: (R("transfer")["provenance"]["jobs_finished"], R("transfer")["provenance"]["jobs"])),
+        C("ReLU's get the target probability\n{:.2f} (Lite1) and {:.2f} (Lite2) after 500 steps",
+          lambda: (tr_cell("relu", L1)["probability"], tr_cell("relu", L2)["probability"])),
+        C("and {:.2f} and {:.2f} after 10 steps", lambda: (tr_cell("relu", L1, "10")["probability"], tr_cell("relu", L2, "10")["probability"])),
+        C("ProxyGrad 0.05 and the redirected ReLU stay near\nReLU, {} under both judges (ProxyGrad {}, {:.2f} and {:.2f}; the redirected ReLU {})",
+          lambda: (tr_word(["proxygrad:0.05", "redirected"]), tr_direction("proxygrad:0.05"),
+                   tr_cell("proxygrad:0.05", L1)["probability"], tr_cell("proxygrad:0.05", L2)["probability"],
+                   tr_direction("redirected"))),
+        C("The Leaky\nReLU network, guided backprop, deconvnet and the noisy rule are {} ReLU under both judges, and the last\nthree score {} under both",
+          lambda: (tr_word(["leaky:0.01", "guided", "deconvnet", "noisy:0.3"]),
+                   "below 0.01" if max(tr_cell(r, j)["probability"] for r in ("guided", "deconvnet", "noisy:0.3")
+                                      for j in (L1, L2)) < 0.01 else "?")),
+    ],
     # ---------------------------------------------------------------- notebook 08 (no shipped result; its quick run's outputs)
     ("08", "9c4e2f17"): [  # the lucent run (cell a345893c's output)
         C("ends with a higher\noriginal logit for {} classes (the {} most) and a lower one for the {}", lucent_reading)],
@@ -765,7 +822,7 @@ EXEMPT: dict[tuple[str, str], dict[str, str]] = {
     ("05", "56a86133"): {"0.1": GRID},
     ("05", "4a349fd2"): {"0.01": GRID},
     ("06", "5e08d4e8"): {"2–3": "the paper's figure numbers", "-1": "protocol: the image box [-1, 1]"},
-    ("06", "6664e80d"): {"0.05": "protocol: Table 3's ProxyGrad slope"},
+    ("06", "6664e80d"): {"0.05": "protocol: Table 3's ProxyGrad slope", "1/1000": "constant: chance among ImageNet's 1000 classes"},
     ("06", "a0c6e001"): {"0.5": "protocol: the blur width"},
     ("06", "8d18478d"): {"0.5, 0.3": "protocol: the blur widths", "0.05": "protocol: the quick run's slope"},
     ("06", "a1fd3443"): {"0.3": "protocol: an earlier blur width and the quick run's largest slope",
@@ -781,7 +838,7 @@ EXEMPT: dict[tuple[str, str], dict[str, str]] = {
     ("06b", "5393fbfa"): {"-1": "protocol: the image box [-1, 1]"},
     ("06b", "4b4db24f"): {"0.1": "protocol: the start image's noise std"},
     ("06b", "4dda85e0"): {"1 %": "definition: the 'within 1 %' threshold", "0.01–0.03, 0.1, 0.3": GRID},
-    ("06b", "ab086108"): {"1/1000": "constant: chance among ImageNet's 1000 classes"},
+    ("06b", "ab086108"): {"1/1000": "constant: chance among ImageNet's 1000 classes", "0.05": "protocol: Table 3's ProxyGrad slope"},
     ("07", "c7d9c7a7"): {"11.2": "section: the paper's Appendix 11.2",
                          "0.003, 0.01, 1.0, 0.1, 50 %, 75 %": "protocol: the training recipe's lr, weight decay, timm's "
                                                               "clip, the decay factor and its milestones"},

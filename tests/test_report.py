@@ -150,7 +150,8 @@ def test_the_judged_grid_reads_proxygrad_against_relu_per_maker_and_judge(gain, 
     # 2 makers x 2 judges, and each maker's own logit (equal for both rules here: within noise)
     assert md.count(f"ahead: {word}") == 4 + 2 * (word == "within noise")
     line = report._transfer(merged)
-    assert line.startswith(f"ProxyGrad's images against ReLU's: ahead under {4 * (word == 'ahead')}, within noise under "
+    holds = {"ahead": "yes", "behind": "no", "within noise": "not settled"}[word]
+    assert line.startswith(f"{holds}: ProxyGrad's images against ReLU's: ahead under {4 * (word == 'ahead')}, within noise under "
                            f"{4 * (word == 'within noise')}, behind under {4 * (word == 'behind')} of 4 (maker, judge) pairs")
     assert "made on lite1: ReLU lite0 0.250, lite2 0.250; `proxygrad:0.05` own logit +0.0 (within noise), judged lite0" in line
 
