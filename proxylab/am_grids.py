@@ -291,6 +291,7 @@ def transfer_merge(finished, folder: Folder, quick: bool, needed: dict) -> dict:
         for step, logits in r["maker_logit"].items():
             cell = table.setdefault(p["spec"], {}).setdefault(step, {}).setdefault(p["model"], {})
             cell["maker_logit"] = round(sum(logits) / len(logits), 3)
+            cell["maker_logits"] = logits  # per class, as the job stored them
             for judge, by_step in r["judges"].items():
                 j = by_step[step]
                 cell[judge] = {"probability": round(sum(j["probability"]) / len(j["probability"]), 5),

@@ -221,7 +221,8 @@ def transfer(merged: dict, folder: Path | None = None):
     table = merged["table"]
     step = str(max(int(k) for by_step in table.values() for k in by_step))
     rules = [r for r in TRANSFER_RULES if r in table]
-    pairs = sorted({(m, j) for r in rules for m, cell in table[r].get(step, {}).items() for j in cell if j != "maker_logit"},
+    pairs = sorted({(m, j) for r in rules for m, cell in table[r].get(step, {}).items() for j in cell
+                    if j.startswith("efficientnet")},
                    key=lambda mj: (list(models.LITE_SIZES).index(mj[0]), list(models.LITE_SIZES).index(mj[1])))
     if not pairs:
         return None
