@@ -532,3 +532,17 @@ def test_swap_by_example_names_the_model_when_the_example_calls_no_rectifier():
 
     with pytest.raises(ValueError, match=r"^Gated has no rectifier to convert"):
         swap_activations(Gated(), "leaky:0.1", example=-torch.ones(1, 3))
+
+
+def test_a_model_without_rectifiers_is_refused_by_its_class_name():
+    class Linear2(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+
+        def forward(self, x):
+            return torch.tanh(self.fc(x))
+
+    for convert in (lambda m: swap_activations(m, "leaky:0.1"), lambda m: proxygrad(m, 0.1).__enter__()):
+        with pytest.raises(ValueError, match=r"^Linear2 has no rectifier to convert: no nn\.ReLU"):
+            convert(Linear2())
