@@ -419,8 +419,37 @@ def test_a_ray_address_is_checked_at_once_in_one_line(monkeypatch):
 
 def test_ray_missing_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
-    with pytest.raises(RunnerError, match=r"pip install 'proxylab\[ray\]'"):
+    with pytest.raises(RunnerError) as err:
         reproduce(experiments.get("figure4"), tmp_path, engine="ray", quick=True, progress=False)
+    assert str(err.value) == "--engine ray needs Ray: pip install 'proxylab[ray]' (or use --engine local)"
+
+
+def test_the_ray_engine_checks_a_host_port_at_once_and_names_what_ray_could_not_reach(tmp_path, monkeypatch):
+    """HOST:PORT is checked before Ray is asked (Ray would retry for a minute); "auto", a ray://
+    client address and no address (a local Ray, sized by num_cpus) go to ray.init, whose refusal is
+    one line naming what it could not reach. Ray is not imported: a stand-in whose init refuses."""
+    import types
+
+    calls = []
+
+    def init(**kwargs):
+        calls.append(kwargs)
+        raise ConnectionError("no cluster here\nand a second line")
+
+    monkeypatch.setitem(sys.modules, "ray", types.SimpleNamespace(is_initialized=lambda: False, init=init))
+    exp = experiments.get("figure4")
+    help = "; check the address (e.g. --address auto on a node of a running cluster) or use --engine local"
+    for address, where in [("auto", "auto"), ("ray://head.example:10001", "ray://head.example:10001"),
+                           (None, "a local Ray")]:
+        with pytest.raises(RunnerError) as err:
+            reproduce(exp, tmp_path / "r", engine="ray", address=address, quick=True, progress=False, num_cpus=2)
+        assert str(err.value) == f"could not start or reach {where} (no cluster here){help}"
+    assert [(c["address"], c["num_cpus"]) for c in calls] == [("auto", None), ("ray://head.example:10001", None),
+                                                              (None, 2)]
+    with pytest.raises(RunnerError) as err:
+        reproduce(exp, tmp_path / "r", engine="ray", address="127.0.0.1:9", quick=True, progress=False)
+    assert str(err.value) == "could not start or reach the Ray cluster at 127.0.0.1:9 (Connection refused)" + help
+    assert len(calls) == 3  # refused before Ray was asked
 
 
 def test_list_names_every_experiment_with_its_cost(capsys):
