@@ -452,6 +452,68 @@ def test_the_ray_engine_checks_a_host_port_at_once_and_names_what_ray_could_not_
     assert len(calls) == 3  # refused before Ray was asked
 
 
+def test_the_ray_engine_saves_results_as_they_arrive_and_sums_up_the_failed_jobs(tmp_path, monkeypatch):
+    """The Ray engine's bookkeeping, on a stand-in for Ray that runs each task in this process when
+    its result is asked for and hands results back in reverse order: every finished job is saved with
+    the worker's commit and device, a job that raised is summed up in one line with the first failed
+    job's key and error (its last line), and a rerun runs only the failed one. (The real Ray runs in
+    test_ray_engine_survives_a_killed_worker_and_matches_the_local_engine.)"""
+    import types
+
+    from proxylab.runner import Experiment, device_name
+
+    class TaskError(Exception):
+        def __init__(self, cause):
+            super().__init__(f"task failed: {cause}")
+            self.cause = cause
+
+    def remote(**options):
+        def wrap(fn):
+            def submit(*args):
+                def result():
+                    try:
+                        return fn(*args)
+                    except Exception as err:
+                        raise TaskError(err) from err
+                return result
+            return types.SimpleNamespace(remote=submit)
+        return wrap
+
+    fake = types.SimpleNamespace(is_initialized=lambda: True, remote=remote, get=lambda ref: ref(),
+                                 wait=lambda refs, num_returns: (refs[-1:], refs[:-1]),
+                                 exceptions=types.SimpleNamespace(RayTaskError=TaskError))
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setenv("PROXYLAB_QUICK", "1")  # a worker sets it as the driver's quick mode
+    ran, broken = [], {1, 2}
+
+    def run(params, workdir):
+        ran.append(params["x"])
+        if params["x"] in broken:
+            raise ValueError(f"job {params['x']} is broken\nx={params['x']} cannot run")
+        return {"y": 2 * params["x"]}
+
+    exp = Experiment("fake", "test grid", lambda quick: [{"x": i} for i in range(4)], run,
+                     lambda finished, folder, quick, needed: {"y": sorted(r["y"] for _, r in finished)},
+                     lambda quick: {"quick": quick}, lambda quick: 0.0)
+    with pytest.raises(RunnerError) as err:
+        reproduce(exp, tmp_path, engine="ray", address="auto", quick=True, progress=False)
+    jobs_dir = tmp_path / "fake" / "jobs"
+    first = job_key({"x": 2})  # results arrive in reverse order: job 2 fails first
+    assert str(err.value) == (f"2 of 4 jobs failed on Ray workers (first: {first}: ValueError: x=2 cannot run); "
+                              f"the 2 others are saved under {jobs_dir}; fix the cause and rerun the same "
+                              "command to run only the failed jobs")
+    records = {p.name: json.loads(p.read_text()) for p in jobs_dir.glob("*.json")}
+    assert sorted(records) == sorted(f"{job_key({'x': x})}.json" for x in (0, 3))
+    for record in records.values():
+        assert record["result"] == {"y": 2 * record["params"]["x"]}
+        assert record["commit"] == git_commit() and record["device"] == device_name()
+        assert isinstance(record["seconds"], float)
+    ran.clear()
+    broken.clear()
+    merged = reproduce(exp, tmp_path, engine="ray", address="auto", quick=True, progress=False)
+    assert sorted(ran) == [1, 2] and merged["y"] == [0, 2, 4, 6]
+
+
 def test_list_names_every_experiment_with_its_cost(capsys):
     assert cli(["reproduce", "--list"]) == 0
     out = capsys.readouterr().out
