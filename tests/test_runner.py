@@ -452,12 +452,15 @@ def test_the_ray_engine_checks_a_host_port_at_once_and_names_what_ray_could_not_
     assert len(calls) == 3  # refused before Ray was asked
 
 
-def test_the_ray_engine_saves_results_as_they_arrive_and_sums_up_the_failed_jobs(tmp_path, monkeypatch):
-    """The Ray engine's bookkeeping, on a stand-in for Ray that runs each task in this process when
-    its result is asked for and hands results back in reverse order: every finished job is saved with
-    the worker's commit and device, a job that raised is summed up in one line with the first failed
-    job's key and error (its last line), and a rerun runs only the failed one. (The real Ray runs in
-    test_ray_engine_survives_a_killed_worker_and_matches_the_local_engine.)"""
+def test_the_ray_engine_saves_results_as_they_arrive_and_sums_up_the_failed_jobs(tmp_path, monkeypatch, capsys):
+    """The Ray engine's bookkeeping, on a stand-in for Ray that keeps Ray's rules (a task asking for
+    more GPUs than the machine has is never scheduled, ``wait`` cannot return more than it was given,
+    a task that raised is retried only with ``retry_exceptions``) and runs each task in this process
+    when its result is asked for, handing results back in reverse order: every finished job is saved
+    with the worker's commit and device, each job runs in its own folder in the driver's quick mode,
+    a job that raised runs once and is summed up in one line with the first failed job's key and the
+    last line of its error (cut at 300 characters), and a rerun runs only the failed jobs. (The real
+    Ray runs in test_ray_engine_survives_a_killed_worker_and_matches_the_local_engine.)"""
     import types
 
     from proxylab.runner import Experiment, device_name
@@ -468,40 +471,51 @@ def test_the_ray_engine_saves_results_as_they_arrive_and_sums_up_the_failed_jobs
             self.cause = cause
 
     def remote(**options):
+        if options.get("num_gpus", 0) > torch.cuda.device_count():
+            raise RuntimeError("no node has the GPUs these tasks ask for: they would never be scheduled")
+
         def wrap(fn):
             def submit(*args):
                 def result():
-                    try:
-                        return fn(*args)
-                    except Exception as err:
-                        raise TaskError(err) from err
+                    for attempt in range(1 + (options.get("max_retries", 3) if options.get("retry_exceptions") else 0)):
+                        try:
+                            return fn(*args)
+                        except Exception as err:  # noqa: BLE001 - what a Ray task raises
+                            error = err
+                    raise TaskError(error)
                 return result
             return types.SimpleNamespace(remote=submit)
         return wrap
 
-    fake = types.SimpleNamespace(is_initialized=lambda: True, remote=remote, get=lambda ref: ref(),
-                                 wait=lambda refs, num_returns: (refs[-1:], refs[:-1]),
+    def wait(refs, num_returns):
+        if num_returns > len(refs):
+            raise ValueError("num_returns cannot be greater than the number of objects")
+        return refs[-num_returns:], refs[:-num_returns]
+
+    fake = types.SimpleNamespace(is_initialized=lambda: True, remote=remote, get=lambda ref: ref(), wait=wait,
                                  exceptions=types.SimpleNamespace(RayTaskError=TaskError))
     monkeypatch.setitem(sys.modules, "ray", fake)
-    monkeypatch.setenv("PROXYLAB_QUICK", "1")  # a worker sets it as the driver's quick mode
-    ran, broken = [], {1, 2}
+    monkeypatch.setenv("PROXYLAB_QUICK", "0")  # a worker runs in the driver's quick mode
+    ran, errors = [], {1: ValueError("job 1 is broken\nbadly"), 2: ValueError("job 2 is broken\nx=2\n" + "z" * 400)}
+    jobs_dir = tmp_path / "fake" / "jobs"
 
     def run(params, workdir):
         ran.append(params["x"])
-        if params["x"] in broken:
-            raise ValueError(f"job {params['x']} is broken\nx={params['x']} cannot run")
+        assert os.environ["PROXYLAB_QUICK"] == "1" and workdir == jobs_dir / job_key(params)
+        if params["x"] in errors:
+            raise errors[params["x"]]
         return {"y": 2 * params["x"]}
 
     exp = Experiment("fake", "test grid", lambda quick: [{"x": i} for i in range(4)], run,
                      lambda finished, folder, quick, needed: {"y": sorted(r["y"] for _, r in finished)},
                      lambda quick: {"quick": quick}, lambda quick: 0.0)
+    tail = "; fix the cause and rerun the same command to run only the failed jobs"
     with pytest.raises(RunnerError) as err:
         reproduce(exp, tmp_path, engine="ray", address="auto", quick=True, progress=False)
-    jobs_dir = tmp_path / "fake" / "jobs"
     first = job_key({"x": 2})  # results arrive in reverse order: job 2 fails first
-    assert str(err.value) == (f"2 of 4 jobs failed on Ray workers (first: {first}: ValueError: x=2 cannot run); "
-                              f"the 2 others are saved under {jobs_dir}; fix the cause and rerun the same "
-                              "command to run only the failed jobs")
+    assert str(err.value) == (f"2 of 4 jobs failed on Ray workers (first: {first}: ValueError: {'z' * 300}); "
+                              f"the 2 others are saved under {jobs_dir}" + tail)
+    assert sorted(ran) == [0, 1, 2, 3] and capsys.readouterr().err == ""  # no retry of a raised job, no bar
     records = {p.name: json.loads(p.read_text()) for p in jobs_dir.glob("*.json")}
     assert sorted(records) == sorted(f"{job_key({'x': x})}.json" for x in (0, 3))
     for record in records.values():
@@ -509,9 +523,15 @@ def test_the_ray_engine_saves_results_as_they_arrive_and_sums_up_the_failed_jobs
         assert record["commit"] == (git_commit() or "unknown") and record["device"] == device_name()
         assert isinstance(record["seconds"], float)
     ran.clear()
-    broken.clear()
+    errors = {1: ValueError()}  # an error without a message
+    with pytest.raises(RunnerError) as err:
+        reproduce(exp, tmp_path, engine="ray", address="auto", quick=True, progress=False)
+    assert str(err.value) == (f"1 of 2 jobs failed on Ray workers (first: {job_key({'x': 1})}: ValueError: ); "
+                              f"the 1 others are saved under {jobs_dir}" + tail)
+    ran.clear()
+    errors = {}
     merged = reproduce(exp, tmp_path, engine="ray", address="auto", quick=True, progress=False)
-    assert sorted(ran) == [1, 2] and merged["y"] == [0, 2, 4, 6]
+    assert ran == [1] and merged["y"] == [0, 2, 4, 6]
 
 
 def test_list_names_every_experiment_with_its_cost(capsys):
