@@ -661,3 +661,41 @@ def test_an_image_merge_finds_job_folders_named_in_another_parameter_order(tmp_p
                                                                   "device": "cpu"}))
     merged = reproduce(experiments.get("table3"), tmp_path, quick=True, progress=False, merge_only=True)
     assert [r["images"] for r in merged["rows"]] == [f"jobs/{key}/images.png" for key in keys]
+
+
+def test_draw_writes_each_figure_at_90_dpi_cropped_to_its_content_and_each_table_as_text(tmp_path):
+    """Figures are PNGs at 90 dpi cropped to what they show (a 4 x 3 inch figure that it fills is
+    378 x 288 pixels with the 0.1-inch padding; a small label alone is cropped to its size), a ``.md`` is written as text, None
+    writes nothing, and no figure is left open."""
+    import struct
+
+    import matplotlib.pyplot as plt
+
+    from proxylab.runner import Experiment
+
+    def full(merged, root):
+        fig = plt.figure(figsize=(4, 3))
+        ax = fig.add_axes((0, 0, 1, 1))
+        ax.imshow([[0, 1], [1, 0]], aspect="auto")
+        ax.set_axis_off()
+        return fig
+
+    def label(merged, root):
+        fig = plt.figure(figsize=(4, 3))
+        fig.text(0.5, 0.5, merged["label"], fontsize=8)
+        return fig
+
+    figures = {"full.png": full, "label.png": label, "table.md": lambda merged, root: f"| {merged['label']} |\n",
+               "nothing.png": lambda merged, root: None}
+    exp = Experiment("drawn", "figures", lambda quick: [], None, None, lambda quick: {}, lambda quick: 0.0, figures)
+    open_before = set(plt.get_fignums())
+    draw(exp, {"label": "x"}, tmp_path)
+
+    def size(name):
+        return struct.unpack(">II", (tmp_path / name).read_bytes()[16:24])
+
+    assert size("full.png") == (378, 288)  # (4 + 2 x 0.1 inch of padding) x 90 dpi
+    width, height = size("label.png")
+    assert width < 60 and height < 40
+    assert (tmp_path / "table.md").read_text() == "| x |\n" and not (tmp_path / "nothing.png").exists()
+    assert set(plt.get_fignums()) == open_before
