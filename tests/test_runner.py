@@ -665,8 +665,8 @@ def test_an_image_merge_finds_job_folders_named_in_another_parameter_order(tmp_p
 
 def test_draw_writes_each_figure_at_90_dpi_cropped_to_its_content_and_each_table_as_text(tmp_path):
     """Figures are PNGs at 90 dpi cropped to what they show (a 4 x 3 inch figure that it fills is
-    378 x 288 pixels with the 0.1-inch padding; a small label alone is cropped to its size), a ``.md`` is written as text, None
-    writes nothing, and no figure is left open."""
+    378 x 288 pixels with the 0.1-inch padding; a small label alone is cropped to its size), a ``.md``
+    is written as text, None writes nothing, and no figure is left open."""
     import struct
 
     import matplotlib.pyplot as plt
