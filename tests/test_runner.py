@@ -131,7 +131,7 @@ def test_a_job_file_that_is_not_this_jobs_record_is_corrupt(tmp_path, text):
                               "(the other finished jobs are kept)")
 
 
-def test_each_job_runs_in_its_own_folder_and_the_bar_shows_when_asked(tmp_path, capsys):
+def test_each_job_runs_in_its_own_folder_and_the_bar_shows_unless_told_not_to(tmp_path, capsys):
     exp = small_experiment()
     merged = reproduce(exp, tmp_path / "quiet", quick=True, progress=False)
     folder = Folder(tmp_path / "quiet", exp, True)
@@ -145,7 +145,7 @@ def test_each_job_runs_in_its_own_folder_and_the_bar_shows_when_asked(tmp_path, 
     assert folder.path({"x": 1}).name == f"{job_key({'x': 1})}.json" and 0 <= record["seconds"] < 60
     assert record["seconds"] == round(record["seconds"], 3)
     assert capsys.readouterr().err == ""  # no progress: not a line
-    reproduce(exp, tmp_path / "loud", quick=True, progress=True)
+    reproduce(exp, tmp_path / "loud", quick=True)  # shown by default
     err = capsys.readouterr().err
     assert "small: 2 jobs, 0 finished, 2 to run on the local engine" in err
     assert re.search(r"small: 100%.*2/2", err)  # the bar, named after the experiment
