@@ -480,3 +480,69 @@ def test_a_spec_at_a_slope_says_its_slope_and_labels_and_reads_back_from_its_tex
         ActivationSpec.at_slope("guided", 0.1)
     with pytest.raises(ValueError, match=">= 0"):
         ActivationSpec.at_slope("leaky", -0.1)
+
+
+def test_a_model_swapped_to_a_backward_rule_keeps_a_relu_forward_under_proxygrad_and_other_rules():
+    """A backward-rule module computes a ReLU forward: proxygrad on it leaves the outputs as they are,
+    and another rule (defined on a ReLU forward only) may replace it."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 6), nn.ReLU(), nn.Linear(6, 1))
+    x = torch.randn(8, 3)
+    assert (model[0](x) < 0).any()  # negative inputs reach the rectifier: an identity forward would differ
+    swap_activations(model, "guided")
+    before = model(x)
+    with proxygrad(model, 0.3):
+        assert torch.equal(model(x), before)
+    assert swap_activations(model, "deconvnet") == 1
+    assert torch.equal(model(x), before)
+
+
+def test_a_rectifier_shared_by_two_parents_stays_one_module_after_a_swap():
+    """One ReLU registered under two parents gets one replacement, for good and inside proxygrad: it
+    is still one layer, reported under its first name (as before the swap), and told its state once."""
+    from collections import OrderedDict
+
+    from proxylab.swap import rectifier_calls, set_state
+    relu = nn.ReLU()
+    model = nn.Sequential(OrderedDict(a=nn.Sequential(nn.Linear(2, 2), relu), b=nn.Sequential(nn.Linear(2, 2), relu)))
+    with proxygrad(model, 0.2):
+        assert isinstance(model.a[1], ProxyGradReLU) and model.a[1] is model.b[1]
+    # it is converted as its first name says, the name it is reported under
+    with proxygrad(model, {"a.1": 0.1, "b.1": 0.5}.get):
+        x = torch.tensor([-1.0], requires_grad=True)
+        model.b[1](x).sum().backward()
+        assert x.grad.item() == pytest.approx(0.1)
+    with proxygrad(model, 0.2, layers=lambda name: name == "b.1"):
+        assert model.b[1] is relu
+    assert model.a[1] is relu and model.b[1] is relu
+    swap_activations(model, "noisy:0.1")
+    assert model.a[1] is model.b[1] and set_state(model, 0) == 1
+    keys = []
+    with rectifier_calls(model, lambda key, out: keys.append(key)):
+        model(torch.ones(1, 2))
+    assert keys == ["a.1#0", "a.1#1"]
+
+
+def test_swap_by_example_names_the_model_when_the_example_calls_no_rectifier():
+    """fx cannot count a forward that branches on its input; the example then decides, and an example
+    that reaches no rectifier call is refused with the model's class named."""
+    class Gated(nn.Module):
+        def forward(self, x):
+            return F.relu(x) if x.sum() > 0 else x
+
+    with pytest.raises(ValueError, match=r"^Gated has no rectifier to convert"):
+        swap_activations(Gated(), "leaky:0.1", example=-torch.ones(1, 3))
+
+
+def test_a_model_without_rectifiers_is_refused_by_its_class_name():
+    class Linear2(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+
+        def forward(self, x):
+            return torch.tanh(self.fc(x))
+
+    for convert in (lambda m: swap_activations(m, "leaky:0.1"), lambda m: proxygrad(m, 0.1).__enter__()):
+        with pytest.raises(ValueError, match=r"^Linear2 has no rectifier to convert: no nn\.ReLU"):
+            convert(Linear2())

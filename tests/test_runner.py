@@ -131,7 +131,7 @@ def test_a_job_file_that_is_not_this_jobs_record_is_corrupt(tmp_path, text):
                               "(the other finished jobs are kept)")
 
 
-def test_each_job_runs_in_its_own_folder_and_the_bar_shows_when_asked(tmp_path, capsys):
+def test_each_job_runs_in_its_own_folder_and_the_bar_shows_unless_told_not_to(tmp_path, capsys):
     exp = small_experiment()
     merged = reproduce(exp, tmp_path / "quiet", quick=True, progress=False)
     folder = Folder(tmp_path / "quiet", exp, True)
@@ -145,7 +145,7 @@ def test_each_job_runs_in_its_own_folder_and_the_bar_shows_when_asked(tmp_path, 
     assert folder.path({"x": 1}).name == f"{job_key({'x': 1})}.json" and 0 <= record["seconds"] < 60
     assert record["seconds"] == round(record["seconds"], 3)
     assert capsys.readouterr().err == ""  # no progress: not a line
-    reproduce(exp, tmp_path / "loud", quick=True, progress=True)
+    reproduce(exp, tmp_path / "loud", quick=True)  # shown by default
     err = capsys.readouterr().err
     assert "small: 2 jobs, 0 finished, 2 to run on the local engine" in err
     assert re.search(r"small: 100%.*2/2", err)  # the bar, named after the experiment
@@ -419,8 +419,119 @@ def test_a_ray_address_is_checked_at_once_in_one_line(monkeypatch):
 
 def test_ray_missing_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
-    with pytest.raises(RunnerError, match=r"pip install 'proxylab\[ray\]'"):
+    with pytest.raises(RunnerError) as err:
         reproduce(experiments.get("figure4"), tmp_path, engine="ray", quick=True, progress=False)
+    assert str(err.value) == "--engine ray needs Ray: pip install 'proxylab[ray]' (or use --engine local)"
+
+
+def test_the_ray_engine_checks_a_host_port_at_once_and_names_what_ray_could_not_reach(tmp_path, monkeypatch):
+    """HOST:PORT is checked before Ray is asked (Ray would retry for a minute); "auto", a ray://
+    client address and no address (a local Ray, sized by num_cpus) go to ray.init, whose refusal is
+    one line naming what it could not reach. Ray is not imported: a stand-in whose init refuses."""
+    import types
+
+    calls = []
+
+    def init(**kwargs):
+        calls.append(kwargs)
+        raise ConnectionError("no cluster here\nand a second line")
+
+    monkeypatch.setitem(sys.modules, "ray", types.SimpleNamespace(is_initialized=lambda: False, init=init))
+    exp = experiments.get("figure4")
+    help = "; check the address (e.g. --address auto on a node of a running cluster) or use --engine local"
+    for address, where in [("auto", "auto"), ("ray://head.example:10001", "ray://head.example:10001"),
+                           (None, "a local Ray")]:
+        with pytest.raises(RunnerError) as err:
+            reproduce(exp, tmp_path / "r", engine="ray", address=address, quick=True, progress=False, num_cpus=2)
+        assert str(err.value) == f"could not start or reach {where} (no cluster here){help}"
+    assert [(c["address"], c["num_cpus"]) for c in calls] == [("auto", None), ("ray://head.example:10001", None),
+                                                              (None, 2)]
+    with pytest.raises(RunnerError) as err:
+        reproduce(exp, tmp_path / "r", engine="ray", address="127.0.0.1:9", quick=True, progress=False)
+    assert str(err.value) == "could not start or reach the Ray cluster at 127.0.0.1:9 (Connection refused)" + help
+    assert len(calls) == 3  # refused before Ray was asked
+
+
+def test_the_ray_engine_saves_results_as_they_arrive_and_sums_up_the_failed_jobs(tmp_path, monkeypatch, capsys):
+    """The Ray engine's bookkeeping, on a stand-in for Ray that keeps Ray's rules (a task asking for
+    more GPUs than the machine has is never scheduled, ``wait`` cannot return more than it was given,
+    a task that raised is retried only with ``retry_exceptions``) and runs each task in this process
+    when its result is asked for, handing results back in reverse order: every finished job is saved
+    with the worker's commit and device, each job runs in its own folder in the driver's quick mode,
+    a job that raised runs once and is summed up in one line with the first failed job's key and the
+    last line of its error (cut at 300 characters), and a rerun runs only the failed jobs. (The real
+    Ray runs in test_ray_engine_survives_a_killed_worker_and_matches_the_local_engine.)"""
+    import types
+
+    from proxylab.runner import Experiment, device_name
+
+    class TaskError(Exception):
+        def __init__(self, cause):
+            super().__init__(f"task failed: {cause}")
+            self.cause = cause
+
+    def remote(**options):
+        if options.get("num_gpus", 0) > torch.cuda.device_count():
+            raise RuntimeError("no node has the GPUs these tasks ask for: they would never be scheduled")
+
+        def wrap(fn):
+            def submit(*args):
+                def result():
+                    for attempt in range(1 + (options.get("max_retries", 3) if options.get("retry_exceptions") else 0)):
+                        try:
+                            return fn(*args)
+                        except Exception as err:  # noqa: BLE001 - what a Ray task raises
+                            error = err
+                    raise TaskError(error)
+                return result
+            return types.SimpleNamespace(remote=submit)
+        return wrap
+
+    def wait(refs, num_returns):
+        if num_returns > len(refs):
+            raise ValueError("num_returns cannot be greater than the number of objects")
+        return refs[-num_returns:], refs[:-num_returns]
+
+    fake = types.SimpleNamespace(is_initialized=lambda: True, remote=remote, get=lambda ref: ref(), wait=wait,
+                                 exceptions=types.SimpleNamespace(RayTaskError=TaskError))
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setenv("PROXYLAB_QUICK", "0")  # a worker runs in the driver's quick mode
+    ran, errors = [], {1: ValueError("job 1 is broken\nbadly"), 2: ValueError("job 2 is broken\nx=2\n" + "z" * 400)}
+    jobs_dir = tmp_path / "fake" / "jobs"
+
+    def run(params, workdir):
+        ran.append(params["x"])
+        assert os.environ["PROXYLAB_QUICK"] == "1" and workdir == jobs_dir / job_key(params)
+        if params["x"] in errors:
+            raise errors[params["x"]]
+        return {"y": 2 * params["x"]}
+
+    exp = Experiment("fake", "test grid", lambda quick: [{"x": i} for i in range(4)], run,
+                     lambda finished, folder, quick, needed: {"y": sorted(r["y"] for _, r in finished)},
+                     lambda quick: {"quick": quick}, lambda quick: 0.0)
+    tail = "; fix the cause and rerun the same command to run only the failed jobs"
+    with pytest.raises(RunnerError) as err:
+        reproduce(exp, tmp_path, engine="ray", address="auto", quick=True, progress=False)
+    first = job_key({"x": 2})  # results arrive in reverse order: job 2 fails first
+    assert str(err.value) == (f"2 of 4 jobs failed on Ray workers (first: {first}: ValueError: {'z' * 300}); "
+                              f"the 2 others are saved under {jobs_dir}" + tail)
+    assert sorted(ran) == [0, 1, 2, 3] and capsys.readouterr().err == ""  # no retry of a raised job, no bar
+    records = {p.name: json.loads(p.read_text()) for p in jobs_dir.glob("*.json")}
+    assert sorted(records) == sorted(f"{job_key({'x': x})}.json" for x in (0, 3))
+    for record in records.values():
+        assert record["result"] == {"y": 2 * record["params"]["x"]}
+        assert record["commit"] == (git_commit() or "unknown") and record["device"] == device_name()
+        assert isinstance(record["seconds"], float)
+    ran.clear()
+    errors = {1: ValueError()}  # an error without a message
+    with pytest.raises(RunnerError) as err:
+        reproduce(exp, tmp_path, engine="ray", address="auto", quick=True, progress=False)
+    assert str(err.value) == (f"1 of 2 jobs failed on Ray workers (first: {job_key({'x': 1})}: ValueError: ); "
+                              f"the 1 others are saved under {jobs_dir}" + tail)
+    ran.clear()
+    errors = {}
+    merged = reproduce(exp, tmp_path, engine="ray", address="auto", quick=True, progress=False)
+    assert ran == [1] and merged["y"] == [0, 2, 4, 6]
 
 
 def test_list_names_every_experiment_with_its_cost(capsys):
@@ -550,3 +661,41 @@ def test_an_image_merge_finds_job_folders_named_in_another_parameter_order(tmp_p
                                                                   "device": "cpu"}))
     merged = reproduce(experiments.get("table3"), tmp_path, quick=True, progress=False, merge_only=True)
     assert [r["images"] for r in merged["rows"]] == [f"jobs/{key}/images.png" for key in keys]
+
+
+def test_draw_writes_each_figure_at_90_dpi_cropped_to_its_content_and_each_table_as_text(tmp_path):
+    """Figures are PNGs at 90 dpi cropped to what they show (a 4 x 3 inch figure that it fills is
+    378 x 288 pixels with the 0.1-inch padding; a small label alone is cropped to its size), a ``.md``
+    is written as text, None writes nothing, and no figure is left open."""
+    import struct
+
+    import matplotlib.pyplot as plt
+
+    from proxylab.runner import Experiment
+
+    def full(merged, root):
+        fig = plt.figure(figsize=(4, 3))
+        ax = fig.add_axes((0, 0, 1, 1))
+        ax.imshow([[0, 1], [1, 0]], aspect="auto")
+        ax.set_axis_off()
+        return fig
+
+    def label(merged, root):
+        fig = plt.figure(figsize=(4, 3))
+        fig.text(0.5, 0.5, merged["label"], fontsize=8)
+        return fig
+
+    figures = {"full.png": full, "label.png": label, "table.md": lambda merged, root: f"| {merged['label']} |\n",
+               "nothing.png": lambda merged, root: None}
+    exp = Experiment("drawn", "figures", lambda quick: [], None, None, lambda quick: {}, lambda quick: 0.0, figures)
+    open_before = set(plt.get_fignums())
+    draw(exp, {"label": "x"}, tmp_path)
+
+    def size(name):
+        return struct.unpack(">II", (tmp_path / name).read_bytes()[16:24])
+
+    assert size("full.png") == (378, 288)  # (4 + 2 x 0.1 inch of padding) x 90 dpi
+    width, height = size("label.png")
+    assert width < 60 and height < 40
+    assert (tmp_path / "table.md").read_text() == "| x |\n" and not (tmp_path / "nothing.png").exists()
+    assert set(plt.get_fignums()) == open_before
