@@ -12,19 +12,21 @@ import pytest
 # The suite's longest files, longest first (seconds on 2 cores, one worker each): dev.py runs the suite on
 # pytest-xdist workers that take whole files in collection order, so starting these first lets the workers
 # finish together instead of one waiting on the other's last long file.
-SLOW_FIRST = ("tests/test_grading.py",                       # ~150: nbgrader autogrades notebooks 01-05
-              "notebooks/07_classification_training.ipynb",  # ~115: trains three ResNet18s
-              "notebooks/08_deep_visualization.ipynb",       # ~105
-              "notebooks/06_class_visualization.ipynb",      # ~100: 24 AM runs (quick Figure 2 on 4 slopes)
+SLOW_FIRST = ("tests/test_grading.py",                       # ~240: nbgrader autogrades notebooks 01-05
+              "notebooks/08_deep_visualization.ipynb",       # ~120
+              "notebooks/06_class_visualization.ipynb",      # ~120: 24 AM runs (quick Figure 2 on 4 slopes)
               "notebooks/06c_slope_diagnostic.ipynb",        # ~100: trains a Fashion-MNIST ResNet18
-              "tests/test_runner.py",                        # ~85: one Ray start
-              "tests/test_book.py",                          # ~60: builds the book, opens every page
+              "tests/test_runner.py",                        # ~90: one Ray start
+              "tests/test_book.py",                          # ~80: builds the book, opens every page
+              "notebooks/07_classification_training.ipynb",  # ~70: trains three ResNet18s
+              "tests/test_results.py",                       # ~65
               "tests/test_train.py",                         # ~60
-              "tests/test_results.py",                       # ~55
-              "tests/test_browser.py",                       # ~40
-              "tests/test_app.py",                           # ~30
+              "tests/test_browser.py",                       # ~45
+              "tests/test_app.py",                           # ~35
               "notebooks/05_leaky_relu_statistics.ipynb",    # ~25
-              "notebooks/04_proxygrad.ipynb")                # ~25
+              "notebooks/04_proxygrad.ipynb")                # ~20
+# (seconds of one file on one worker, measured in a fresh clone on 2026-12-02; longest first, so that the
+# two workers end together)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -94,12 +94,15 @@ def test_a_slice_of_the_shipped_result_recomputes(name):
                                          Path("/nonexistent"))
         assert now["cosine"][0][0] == pytest.approx(stored["cosine"][0][0], abs=2e-3)
         assert now["gain"][0][0] == pytest.approx(stored["gain"][0][0], rel=2e-3)
-    elif name == "transfer":  # the first 10 steps of one AM job and its judges' verdict on them
+    elif name == "transfer":  # the first 10 steps of one AM job, on its first 2 classes, and the judges' verdict
+        record = min(records, key=lambda r: (r["params"]["spec"] != "relu", r["params"]["model"]))  # ReLU: judged well above 0
+        params, stored = record["params"], record["result"]
         with threads_of(record):  # AM parts between 1 and 2 threads within a few steps
-            now = am_grids.run_transfer({**params, "steps": 10}, Path("/nonexistent"))
-        assert now["maker_logit"]["10"] == pytest.approx(stored["maker_logit"]["10"], rel=2e-3, abs=2e-3)
+            now = am_grids.run_transfer({**params, "steps": 10, "classes": params["classes"][:2]}, Path("/nonexistent"))
+        # each image ascends on its own, so 2 classes of the batch of 8 give the same numbers (measured: to the digit)
+        assert now["maker_logit"]["10"] == pytest.approx(stored["maker_logit"]["10"][:2], rel=2e-3, abs=2e-3)
         for judge, by_step in stored["judges"].items():
-            assert now["judges"][judge]["10"]["probability"] == pytest.approx(by_step["10"]["probability"],
+            assert now["judges"][judge]["10"]["probability"] == pytest.approx(by_step["10"]["probability"][:2],
                                                                             rel=1e-2, abs=1e-5)
     elif name == "certify":  # the smallest scaling job: train the MLP again, certify it again
         record = min((r for r in records if r["params"]["kind"] == "scaling"), key=lambda r: sum(r["params"]["widths"]))
