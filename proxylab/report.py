@@ -331,7 +331,8 @@ def table3_judges(t3: dict, tr: dict, maker: str = "efficientnet-lite0") -> str:
     both store ("same run"); otherwise the judges saw another run of the same protocol, and the
     table says how far its mean logit is."""
     step = str(max(int(k) for by_step in tr["table"].values() for k in by_step))
-    lines = ["| row | logit in Table 3 | the judged run | judge | probability, top-5 | minus ReLU, by class |",
+    lines = ["| row | logit in Table 3 | the judged run | judge | probability, top-5 | "
+             "probability minus ReLU's (mean ± SE over classes, classes ahead) |",
              "|---|---|---|---|---|---|"]
     for row in t3["rows"]:
         cell = tr["table"].get(row["spec"], {}).get(step, {}).get(maker)
@@ -339,7 +340,7 @@ def table3_judges(t3: dict, tr: dict, maker: str = "efficientnet-lite0") -> str:
             lines.append(f"| `{row['spec']}` | {_mean(row['final_logits']):.2f} | not judged yet | | | |")
             continue
         same = cell.get("maker_logits") == row["final_logits"]
-        run = "same run" if same else f"another run (mean logit {cell['maker_logit']:.2f})"
+        run = "a rerun, logits identical" if same else f"another run (mean logit {cell['maker_logit']:.2f})"
         for j in (j for j in cell if j.startswith("efficientnet")):
             v = tr["vs_relu"].get(f"{row['spec']}/{step}/{maker}->{j}")
             lines.append(f"| `{row['spec']}` | {_mean(row['final_logits']):.2f} | {run} | {j.replace('efficientnet-', '')} | "

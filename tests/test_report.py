@@ -166,7 +166,7 @@ def test_table3_judge_columns_come_from_the_judged_run_of_each_row():
                    {"spec": "proxygrad:0.05", "final_logits": [11.0, 12.0, 14.0, 16.0]},
                    {"spec": "leaky:0.01", "final_logits": [9.0, 9.0, 9.0, 9.0]}]}
     md = report.table3_judges(t3, tr)
-    assert "| `relu` | 13.00 | same run | lite1 | 0.250, top-5 2/4 | – |" in md
+    assert "| `relu` | 13.00 | a rerun, logits identical | lite1 | 0.250, top-5 2/4 | – |" in md
     assert "| `proxygrad:0.05` | 13.25 | another run (mean logit 13.00) | lite2 | 0.450, top-5 2/4 | +0.200 ± " in md
     assert "| `leaky:0.01` | 9.00 | not judged yet |" in md
     assert "lite0 |" not in md  # Lite0 made the images: it is no judge of them
