@@ -308,15 +308,15 @@ def transfer_merge(finished, folder: Folder, quick: bool, needed: dict) -> dict:
             own[f"{spec}/{step}/{maker}"] = rounded(paired(logits, base["maker_logit"][step]))
         for judge, by_step in r["judges"].items():
             for step, j in by_step.items():
-                d = paired(j["probability"], base["judges"][judge][step]["probability"])
-                versus[f"{spec}/{step}/{maker}->{judge}"] = {k: (round(v, 5) if isinstance(v, float) else v)
-                                                            for k, v in d.items()}
+                versus[f"{spec}/{step}/{maker}->{judge}"] = rounded(
+                    paired(j["probability"], base["judges"][judge][step]["probability"]))
     return {"experiment": "transfer", "quick": quick, "table": table, "vs_relu": versus, "maker_vs_relu": own,
             "markdown": transfer_markdown(table, versus, own)}
 
 
-def _short(model: str) -> str:
-    return model.replace("efficientnet-", "")
+def transfer_steps(table: dict) -> list[int]:
+    """The steps a merged transfer table was judged at, the last first."""
+    return sorted({int(k) for by_step in table.values() for k in by_step}, reverse=True)
 
 
 def transfer_markdown(table: dict, versus: dict, own: dict | None = None) -> str:
@@ -326,7 +326,7 @@ def transfer_markdown(table: dict, versus: dict, own: dict | None = None) -> str
     each with its reading (:func:`proxylab.report.verdict`)."""
     from .report import _pm
 
-    steps = sorted({int(k) for by_step in table.values() for k in by_step}, reverse=True)
+    steps = transfer_steps(table)
     rules = [r for r in TRANSFER_RULES if r in table] + [r for r in table if r not in TRANSFER_RULES]
     out = []
     for step in steps:
@@ -342,13 +342,13 @@ def transfer_markdown(table: dict, versus: dict, own: dict | None = None) -> str
                 if cell is None:
                     continue
                 judges = [j for j in models.LITE_SIZES if j in cell]
-                judged = ", ".join(f"{_short(j)} {cell[j]['probability']:.4f}, top-5 {cell[j]['top5']}/{cell[j]['classes']}"
+                judged = ", ".join(f"{models.short_name(j)} {cell[j]['probability']:.4f}, top-5 {cell[j]['top5']}/{cell[j]['classes']}"
                                    for j in judges)
-                vs = "; ".join(f"{_short(j)} {_pm(v, 4)}" for j in judges
+                vs = "; ".join(f"{models.short_name(j)} {_pm(v, 4)}" for j in judges
                                if (v := versus.get(f"{rule}/{step}/{maker}->{j}")) is not None) or "–"
                 mine = (own or {}).get(f"{rule}/{step}/{maker}")
                 logit = f"{cell['maker_logit']:.2f}" + (f" ({_pm(mine, 2)})" if mine else "")
-                lines.append(f"| {_short(maker)} | `{rule}` | {logit} | {judged} | {vs} |")
+                lines.append(f"| {models.short_name(maker)} | `{rule}` | {logit} | {judged} | {vs} |")
         out.append("\n".join(lines))
     return "\n\n".join(out)
 

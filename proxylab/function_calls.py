@@ -412,9 +412,7 @@ def _hidden_call(module: nn.Module) -> str | None:
             return prefix or "."
         if isinstance(sub, nn.Hardtanh) and (float(sub.min_val), float(sub.max_val)) == (0.0, 6.0):
             return prefix or "."
-        for attr, value in vars(sub).items():
-            if not callable(value) or isinstance(value, (nn.Module, type)):
-                continue
+        for attr, value in _plain_callables(sub):
             try:
                 rectifier = value in FUNCTIONS
             except TypeError:  # unhashable
@@ -424,10 +422,15 @@ def _hidden_call(module: nn.Module) -> str | None:
     return None
 
 
+def _plain_callables(module: nn.Module):
+    """``(attribute, value)`` for each callable a module holds as a plain attribute (``activation``):
+    not a submodule, not a class."""
+    return [(attr, v) for attr, v in vars(module).items() if callable(v) and not isinstance(v, (nn.Module, type))]
+
+
 def _callables(module: nn.Module) -> tuple:
-    """The identities of the callables a module holds as plain attributes (``activation``): the fx
-    count depends on them, so its cache must too."""
-    return tuple(id(v) for v in vars(module).values() if callable(v) and not isinstance(v, (nn.Module, type)))
+    """The identities of a module's plain callables: the fx count depends on them, so its cache must too."""
+    return tuple(id(v) for _, v in _plain_callables(module))
 
 
 _traced_counts: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()

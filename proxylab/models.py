@@ -39,6 +39,11 @@ class Normalized(nn.Module):
         return self.net(((x + 1) / 2 - self.mean) / self.std)
 
 
+def short_name(name: str) -> str:
+    """An offline ImageNet model's name as tables print it: ``"lite0"`` for ``"efficientnet-lite0"``."""
+    return name.removeprefix("efficientnet-")
+
+
 def imagenet_model(name: str = "efficientnet-lite0", device: torch.device | str | None = None) -> Normalized:
     """A pretrained ImageNet classifier in eval mode, frozen, taking images in [-1, 1].
 

@@ -292,14 +292,16 @@ def _certify(c: dict) -> str:
 def _transfer(tr: dict) -> str:
     """Per maker, at its last step: ReLU's judged probability, then every other rule's under each
     judge with its paired reading; first, how ProxyGrad fares over all (maker, judge) pairs."""
-    step = str(max(int(k) for by_step in tr["table"].values() for k in by_step))
-    short = lambda m: m.replace("efficientnet-", "")  # noqa: E731
+    from . import models
+    from .am_grids import transfer_steps
+
+    step, short = str(transfer_steps(tr["table"])[0]), models.short_name
     makers, words = [], []
     for maker in dict.fromkeys(m for by_step in tr["table"].values() for m in by_step.get(step, {})):
         relu = tr["table"].get("relu", {}).get(step, {}).get(maker)
         if relu is None:
             continue
-        judges = [j for j in relu if j.startswith("efficientnet")]
+        judges = [j for j in relu if j in models.LITE_SIZES]
         parts = ["ReLU " + ", ".join(f"{short(j)} {relu[j]['probability']:.3f}" for j in judges)]
         for rule, by_step in tr["table"].items():
             cell = by_step.get(step, {}).get(maker)
@@ -330,7 +332,10 @@ def table3_judges(t3: dict, tr: dict, maker: str = "efficientnet-lite0") -> str:
     Table 3's own is checked, not assumed: its per-class logits against Table 3's, to the digits
     both store ("same run"); otherwise the judges saw another run of the same protocol, and the
     table says how far its mean logit is."""
-    step = str(max(int(k) for by_step in tr["table"].values() for k in by_step))
+    from . import models
+    from .am_grids import transfer_steps
+
+    step = str(transfer_steps(tr["table"])[0])
     lines = ["| row | logit in Table 3 | the judged run | judge | probability, top-5 | "
              "probability minus ReLU's (mean ± SE over classes, classes ahead) |",
              "|---|---|---|---|---|---|"]
@@ -341,9 +346,9 @@ def table3_judges(t3: dict, tr: dict, maker: str = "efficientnet-lite0") -> str:
             continue
         same = cell.get("maker_logits") == row["final_logits"]
         run = "a rerun, logits identical" if same else f"another run (mean logit {cell['maker_logit']:.2f})"
-        for j in (j for j in cell if j.startswith("efficientnet")):
+        for j in (j for j in cell if j in models.LITE_SIZES):
             v = tr["vs_relu"].get(f"{row['spec']}/{step}/{maker}->{j}")
-            lines.append(f"| `{row['spec']}` | {_mean(row['final_logits']):.2f} | {run} | {j.replace('efficientnet-', '')} | "
+            lines.append(f"| `{row['spec']}` | {_mean(row['final_logits']):.2f} | {run} | {models.short_name(j)} | "
                          f"{cell[j]['probability']:.3f}, top-5 {cell[j]['top5']}/{cell[j]['classes']} "
                          f"| {'–' if v is None else _pm(v, 3)} |")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from . import models, plotting
-from .am_grids import FIG2_SLOPES, TRANSFER_RULES
+from .am_grids import FIG2_SLOPES, TRANSFER_RULES, transfer_steps
 from .proxygrad import KIND_LABELS, ActivationSpec, parse_activation
 from .stats_grids import FIGURE4_MEASURES, TABLE5_SLOPES, by_kind
 from .training_grids import table4_jobs
@@ -219,14 +219,14 @@ def transfer(merged: dict, folder: Path | None = None):
     """The judged grid after the last step: per rule, the target probability under each held-out
     judge (a bar per maker -> judge pair, mean over classes), the maker's own logit beside it."""
     table = merged["table"]
-    step = str(max(int(k) for by_step in table.values() for k in by_step))
+    step = str(transfer_steps(table)[0])
     rules = [r for r in TRANSFER_RULES if r in table]
     pairs = sorted({(m, j) for r in rules for m, cell in table[r].get(step, {}).items() for j in cell
-                    if j.startswith("efficientnet")},
+                    if j in models.LITE_SIZES},
                    key=lambda mj: (list(models.LITE_SIZES).index(mj[0]), list(models.LITE_SIZES).index(mj[1])))
     if not pairs:
         return None
-    short = lambda m: m.replace("efficientnet-", "")  # noqa: E731
+    short = models.short_name
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"width_ratios": [3, 2]})
     width = 0.8 / len(pairs)
     for k, (m, j) in enumerate(pairs):
