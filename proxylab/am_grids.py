@@ -16,7 +16,7 @@ import torch
 from . import am, certify, models, plotting, regularizers
 from .config import device
 from .proxygrad import ActivationSpec, parse_activation
-from .report import paired
+from .report import paired, transfer_steps
 from .runner import Folder, RunnerError
 from .train import load_for_am, train
 from .training_grids import config, train_setting
@@ -312,11 +312,6 @@ def transfer_merge(finished, folder: Folder, quick: bool, needed: dict) -> dict:
                     paired(j["probability"], base["judges"][judge][step]["probability"]))
     return {"experiment": "transfer", "quick": quick, "table": table, "vs_relu": versus, "maker_vs_relu": own,
             "markdown": transfer_markdown(table, versus, own)}
-
-
-def transfer_steps(table: dict) -> list[int]:
-    """The steps a merged transfer table was judged at, the last first."""
-    return sorted({int(k) for by_step in table.values() for k in by_step}, reverse=True)
 
 
 def transfer_markdown(table: dict, versus: dict, own: dict | None = None) -> str:

@@ -289,11 +289,15 @@ def _certify(c: dict) -> str:
             f"{frontier}; every certificate checked against its network: {c['certificates_checked']}")
 
 
+def transfer_steps(table: dict) -> list[int]:
+    """The steps a merged transfer table (``transfer``'s ``"table"``) was judged at, the last first."""
+    return sorted({int(k) for by_step in table.values() for k in by_step}, reverse=True)
+
+
 def _transfer(tr: dict) -> str:
     """Per maker, at its last step: ReLU's judged probability, then every other rule's under each
     judge with its paired reading; first, how ProxyGrad fares over all (maker, judge) pairs."""
     from . import models
-    from .am_grids import transfer_steps
 
     step, short = str(transfer_steps(tr["table"])[0]), models.short_name
     makers, words = [], []
@@ -333,7 +337,6 @@ def table3_judges(t3: dict, tr: dict, maker: str = "efficientnet-lite0") -> str:
     both store ("same run"); otherwise the judges saw another run of the same protocol, and the
     table says how far its mean logit is."""
     from . import models
-    from .am_grids import transfer_steps
 
     step = str(transfer_steps(tr["table"])[0])
     lines = ["| row | logit in Table 3 | the judged run | judge | probability, top-5 | "

@@ -11,8 +11,9 @@ import matplotlib.pyplot as plt
 import torch
 
 from . import models, plotting
-from .am_grids import FIG2_SLOPES, TRANSFER_RULES, transfer_steps
+from .am_grids import FIG2_SLOPES, TRANSFER_RULES
 from .proxygrad import KIND_LABELS, ActivationSpec, parse_activation
+from .report import transfer_steps
 from .stats_grids import FIGURE4_MEASURES, TABLE5_SLOPES, by_kind
 from .training_grids import table4_jobs
 
