@@ -349,9 +349,9 @@ def tr_vs(spec: str, judge: str, step: str = "500", maker: str = L0) -> dict:
     return R("transfer")["vs_relu"][f"{spec}/{step}/{maker}->{judge}"]
 
 
-def tr_word(specs, *, judges=(L1, L2)) -> str:
+def tr_word(specs, *, judges=(L1, L2), maker: str = L0) -> str:
     """The one reading all of ``specs`` get under every judge against ReLU, or "?"."""
-    words = {tr_vs(spec, j)["verdict"] for spec in specs for j in judges}
+    words = {tr_vs(spec, j, maker=maker)["verdict"] for spec in specs for j in judges}
     return words.pop() if len(words) == 1 else "?"
 
 
@@ -810,6 +810,15 @@ CLAIMS: dict[tuple[str, str], list[C]] = {
         C("(ProxyGrad's is\n{}, guided backprop's {})",
           lambda: (R("transfer")["maker_vs_relu"]["proxygrad:0.05/10/efficientnet-lite0"]["verdict"],
                    R("transfer")["maker_vs_relu"]["guided/10/efficientnet-lite0"]["verdict"])),
+        C("Made on Lite1, ReLU's images get {:.2f} (Lite0) and {:.2f} (Lite2) after 500 steps",
+          lambda: (tr_cell("relu", L0, maker=L1)["probability"], tr_cell("relu", L2, maker=L1)["probability"])),
+        C("ProxyGrad 0.05's get {:.2f} and {:.2f}, {} under both, while its own Lite1 logit is {} of ReLU's",
+          lambda: (tr_cell("proxygrad:0.05", L0, maker=L1)["probability"], tr_cell("proxygrad:0.05", L2, maker=L1)["probability"],
+                   tr_word(["proxygrad:0.05"], judges=(L0, L2), maker=L1),
+                   R("transfer")["maker_vs_relu"]["proxygrad:0.05/500/efficientnet-lite1"]["verdict"])),
+        C("Guided backprop and deconvnet are {} again",
+          lambda: ("near 0" if max(tr_cell(r, j, maker=L1)["probability"] for r in ("guided", "deconvnet") for j in (L0, L2)) < 0.01
+                   else "?",)),
     ],
     # ---------------------------------------------------------------- notebook 08 (no shipped result; its quick run's outputs)
     ("08", "9c4e2f17"): [  # the lucent run (cell a345893c's output)

@@ -60,8 +60,11 @@ def test_a_slice_of_the_shipped_result_recomputes(name):
         steps = 2
         with threads_of(record):
             now = am_grids.run_am({**params, "steps": steps, "save_images": False}, Path("/nonexistent"))
-        assert now["mean"] == pytest.approx(stored["mean"][:steps + 1], rel=2e-3, abs=2e-3)
-        assert now["per_class"]["1"] == pytest.approx(stored["per_class"]["1"], rel=2e-3, abs=2e-3)
+        # Another CPU sums in another order: on an AMD EPYC (2026-12-02) figure2's step-2 mean came out
+        # 1.7092 against the stored 1.7036 (0.33 %), at the same commit, thread count and protocol.
+        tol = dict(rel=1e-2, abs=2e-3)
+        assert now["mean"] == pytest.approx(stored["mean"][:steps + 1], **tol)
+        assert now["per_class"]["1"] == pytest.approx(stored["per_class"]["1"], **tol)
     elif name == "table5":
         now = stats_grids.run_table5(params, Path("/nonexistent"))
         assert now["gradient"] == pytest.approx(stored["gradient"], rel=1e-4)
